@@ -1,0 +1,402 @@
+//! The large-region allocator: requests above the largest size class.
+//!
+//! Up to [`LARGE_MAX`], a request takes a run of OS pages carved, best fit,
+//! from a large segment shared by all threads; a freed run merges with free
+//! neighbours. Run metadata sits out of line in the segment header (one entry
+//! per OS page, meaningful at the first and last page of each run), so a free
+//! run's memory can be given back to the system and stay untouched.
+//!
+//! ```text
+//!  large segment: | header: runs[] | used 3p | free 5p (in bin) | used 1p | ...
+//! ```
+//!
+//! Above `LARGE_MAX` a request gets a segment of its own (a *huge* block),
+//! unmapped when freed.
+//!
+//! Release policy: freed runs stay resident until [`DIRTY_LIMIT`] bytes have
+//! been freed, then every free run is purged at once; a segment that becomes
+//! entirely free is unmapped, except one spare (purged) to absorb a program
+//! that allocates and frees one large block in a loop.
+
+use crate::os::{self, OS_PAGE, align_up};
+use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
+use crate::sync::SpinLock;
+use core::ptr::{NonNull, null_mut};
+
+/// Above this a block gets its own mapping: a quarter segment keeps the best
+/// fit from stranding most of a segment behind one block (1 MiB on x86_64,
+/// 512 KiB on i686; glibc's mmap threshold starts at 128 KiB).
+pub const LARGE_MAX: usize = SEGMENT_SIZE / 4;
+
+/// Bytes freed between two purges of free runs. Purging costs a system call
+/// per run and page faults on reuse; keeping it bounded keeps the resident
+/// size close to the live size (2 MiB is about the L2+L3 share of a core, the
+/// amount a program recycling large buffers would reuse while still warm).
+const DIRTY_LIMIT: usize = 2 << 20;
+
+const RUNS: usize = SEGMENT_SIZE / OS_PAGE;
+
+/// Entry flags: a run's first page, its last page, a free run, a run whose
+/// pages may be resident (freed since the last purge).
+const FIRST: u32 = 1;
+const LAST: u32 = 2;
+const FREE: u32 = 4;
+const DIRTY: u32 = 8;
+
+/// Per OS page of a large segment. `len` and `flags` are meaningful at the
+/// first and last page of a run, the links at the first page of a free run.
+#[repr(C)]
+struct Run {
+    len: u32,
+    flags: u32,
+    next: *mut Run,
+    prev: *mut Run,
+}
+
+#[repr(C)]
+struct LargeSegment {
+    header: SegmentHeader,
+    runs: [Run; RUNS],
+}
+
+/// Pages at the start of a large segment taken by its header.
+const HEADER_PAGES: usize = size_of::<LargeSegment>().div_ceil(OS_PAGE);
+/// Pages a large segment can hand out.
+const USABLE_PAGES: usize = RUNS - HEADER_PAGES;
+const _: () = assert!(LARGE_MAX / OS_PAGE <= USABLE_PAGES);
+
+/// Free runs of 1..=32 pages have a bin each; longer ones four bins per
+/// doubling. 53 bins, so one `u64` says which are non-empty.
+const EXACT_BINS: usize = 32;
+const BINS: usize = bin_of(RUNS) + 1;
+const _: () = assert!(BINS <= 64);
+
+/// Runs examined in a bin before settling for the best seen (best effort:
+/// bins are narrow, so the first few are close to the best).
+const BEST_FIT_SCAN: usize = 8;
+
+const fn bin_of(pages: usize) -> usize {
+    if pages <= EXACT_BINS {
+        return pages - 1;
+    }
+    let bit = (usize::BITS - 1 - pages.leading_zeros()) as usize;
+    EXACT_BINS + (bit - EXACT_BINS.trailing_zeros() as usize) * 4 + ((pages >> (bit - 2)) & 3)
+}
+
+struct State {
+    bins: [*mut Run; BINS],
+    nonempty: u64,
+    /// Bytes freed since the last purge (an upper bound of what is resident
+    /// in free runs).
+    dirty: usize,
+    /// An entirely free, purged segment kept for the next request.
+    spare: *mut LargeSegment,
+}
+
+// SAFETY: the state is only reached through its lock.
+unsafe impl Send for State {}
+
+static LARGE: SpinLock<State> =
+    SpinLock::new(State { bins: [null_mut(); BINS], nonempty: 0, dirty: 0, spare: null_mut() });
+
+/// Why a pointer into a large or huge segment is not a live block.
+pub use crate::page::BadBlock;
+
+impl LargeSegment {
+    fn run(&mut self, index: usize) -> *mut Run {
+        &mut self.runs[index]
+    }
+
+    fn of_run(run: *mut Run) -> (*mut LargeSegment, usize) {
+        let seg = (run as usize & !(SEGMENT_SIZE - 1)) as *mut LargeSegment;
+        // SAFETY: only the address of the runs array is computed.
+        let first = unsafe { (&raw mut (*seg).runs).cast::<Run>() };
+        (seg, (run as usize - first as usize) / size_of::<Run>())
+    }
+
+    fn page_addr(&self, index: usize) -> usize {
+        self as *const Self as usize + index * OS_PAGE
+    }
+
+    /// Writes the boundary entries of a run of `len` pages at `index`.
+    fn mark(&mut self, index: usize, len: usize, flags: u32) {
+        let last = index + len - 1;
+        self.runs[index].len = len as u32;
+        self.runs[index].flags = flags | FIRST | if len == 1 { LAST } else { 0 };
+        if len > 1 {
+            self.runs[last].len = len as u32;
+            self.runs[last].flags = flags | LAST;
+        }
+    }
+}
+
+impl State {
+    fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, flags: u32) {
+        seg.mark(index, len, flags | FREE);
+        let bin = bin_of(len);
+        let run = seg.run(index);
+        // SAFETY: `run` and the bin's head are entries of live large segments,
+        // and we hold the lock.
+        unsafe {
+            (*run).prev = null_mut();
+            (*run).next = self.bins[bin];
+            if !self.bins[bin].is_null() {
+                (*self.bins[bin]).prev = run;
+            }
+        }
+        self.bins[bin] = run;
+        self.nonempty |= 1 << bin;
+    }
+
+    fn remove(&mut self, run: *mut Run) {
+        // SAFETY: `run` is the first entry of a free run, linked in its bin.
+        unsafe {
+            let bin = bin_of((*run).len as usize);
+            let (prev, next) = ((*run).prev, (*run).next);
+            if prev.is_null() {
+                self.bins[bin] = next;
+                if next.is_null() {
+                    self.nonempty &= !(1 << bin);
+                }
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+    }
+
+    /// The smallest free run of at least `pages` (best effort).
+    fn find(&self, pages: usize) -> *mut Run {
+        let mut bins = self.nonempty & (u64::MAX << bin_of(pages));
+        while bins != 0 {
+            let bin = bins.trailing_zeros() as usize;
+            bins &= bins - 1;
+            let mut best: *mut Run = null_mut();
+            let mut run = self.bins[bin];
+            let mut seen = 0;
+            // SAFETY: bins link first entries of free runs of live segments.
+            unsafe {
+                while !run.is_null() && seen < BEST_FIT_SCAN {
+                    let len = (*run).len as usize;
+                    if len >= pages && (best.is_null() || len < (*best).len as usize) {
+                        best = run;
+                        if len == pages {
+                            break;
+                        }
+                    }
+                    run = (*run).next;
+                    seen += 1;
+                }
+            }
+            if !best.is_null() {
+                return best;
+            }
+        }
+        null_mut()
+    }
+
+    /// A new (or the spare) segment, its whole usable area one free run.
+    fn grow(&mut self) -> bool {
+        let seg = if self.spare.is_null() {
+            match segment::create(Kind::Large, SEGMENT_SIZE) {
+                Some(s) => s.as_ptr().cast::<LargeSegment>(),
+                None => return false,
+            }
+        } else {
+            core::mem::replace(&mut self.spare, null_mut())
+        };
+        // SAFETY: the segment is live and its header ours (we hold the lock).
+        self.insert(unsafe { &mut *seg }, HEADER_PAGES, USABLE_PAGES, 0);
+        true
+    }
+
+    /// Gives the memory of every free run back to the system.
+    fn purge_all(&mut self) {
+        for bin in 0..BINS {
+            let mut run = self.bins[bin];
+            while !run.is_null() {
+                let (seg, index) = LargeSegment::of_run(run);
+                // SAFETY: `run` is the first entry of a free run of `seg`.
+                unsafe {
+                    if (*run).flags & DIRTY != 0 {
+                        let len = (*run).len as usize;
+                        os::purge((*seg).page_addr(index) as *mut u8, len * OS_PAGE);
+                        (*seg).mark(index, len, FREE);
+                    }
+                    run = (*run).next;
+                }
+            }
+        }
+        self.dirty = 0;
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two); sizes above
+/// [`LARGE_MAX`] get a mapping of their own.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    let align = align.max(OS_PAGE);
+    let Some(bytes) = align_up(size, OS_PAGE) else { return null_mut() };
+    if bytes > LARGE_MAX || align > LARGE_MAX {
+        return alloc_huge(bytes, align);
+    }
+    let pages = bytes / OS_PAGE;
+    // Room to move the start to an aligned page.
+    let search = pages + align / OS_PAGE - 1;
+    let mut state = LARGE.lock();
+    let mut run = state.find(search);
+    if run.is_null() {
+        if !state.grow() {
+            return null_mut();
+        }
+        run = state.find(search);
+    }
+    state.remove(run);
+    let (seg, index) = LargeSegment::of_run(run);
+    // SAFETY: the run was free in a live segment; we hold the lock.
+    let seg = unsafe { &mut *seg };
+    // SAFETY: as above.
+    let (len, flags) = unsafe { ((*run).len as usize, (*run).flags & DIRTY) };
+    let addr = align_up(seg.page_addr(index), align).unwrap_or(0);
+    let start = (addr - seg.page_addr(index)) / OS_PAGE + index;
+    if start > index {
+        state.insert(seg, index, start - index, flags);
+    }
+    let tail = index + len - (start + pages);
+    if tail > 0 {
+        state.insert(seg, start + pages, tail, flags);
+    }
+    seg.mark(start, pages, 0);
+    addr as *mut u8
+}
+
+/// Frees a large block.
+///
+/// # Safety
+/// `seg` is a live large segment containing `p`.
+pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
+    let seg = seg.as_ptr().cast::<LargeSegment>();
+    let mut state = LARGE.lock();
+    // SAFETY: the segment is live (it holds `p`) and we hold the lock.
+    let s = unsafe { &mut *seg };
+    let mut index = block_index(s, p)?;
+    let mut len = s.runs[index].len as usize;
+    state.dirty += len * OS_PAGE;
+    if index > HEADER_PAGES && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
+        let left = index - s.runs[index - 1].len as usize;
+        state.remove(s.run(left));
+        // A tombstone: a second free of this address reports a double free.
+        s.runs[index].flags = FREE;
+        s.runs[index - 1].flags &= !LAST;
+        len += index - left;
+        index = left;
+    }
+    let right = index + len;
+    if right < RUNS && s.runs[right].flags & (FIRST | FREE) == FIRST | FREE {
+        state.remove(s.run(right));
+        s.runs[right].flags &= !FIRST;
+        s.runs[right - 1].flags &= !LAST;
+        len += s.runs[right].len as usize;
+    }
+    if len == USABLE_PAGES {
+        s.runs[index].flags = FREE;
+        // SAFETY: the whole segment is free; nothing refers to it.
+        unsafe { retire(&mut state, seg) };
+        return Ok(());
+    }
+    state.insert(s, index, len, DIRTY);
+    if state.dirty > DIRTY_LIMIT {
+        state.purge_all();
+    }
+    Ok(())
+}
+
+/// The page index of the block starting at `p`, if `p` is a live block.
+fn block_index(s: &LargeSegment, p: *mut u8) -> Result<usize, BadBlock> {
+    let offset = p as usize - s as *const LargeSegment as usize;
+    let index = offset / OS_PAGE;
+    if !offset.is_multiple_of(OS_PAGE) || index < HEADER_PAGES {
+        return Err(BadBlock::Invalid);
+    }
+    let flags = s.runs[index].flags;
+    if flags & FIRST == 0 {
+        // Freed blocks absorbed into a neighbour keep their FREE flag.
+        return Err(if flags & FREE != 0 { BadBlock::DoubleFree } else { BadBlock::Invalid });
+    }
+    if flags & FREE != 0 {
+        return Err(BadBlock::DoubleFree);
+    }
+    Ok(index)
+}
+
+/// Keeps an entirely free segment as the spare, or unmaps it.
+///
+/// # Safety
+/// The segment is entirely free and not in any bin.
+unsafe fn retire(state: &mut State, seg: *mut LargeSegment) {
+    // SAFETY: per the contract the usable area holds no live block.
+    unsafe {
+        let area = (*seg).page_addr(HEADER_PAGES) as *mut u8;
+        if state.spare.is_null() {
+            os::purge(area, USABLE_PAGES * OS_PAGE);
+            state.spare = seg;
+        } else {
+            segment::destroy(NonNull::new_unchecked(seg).cast());
+        }
+    }
+}
+
+/// Usable bytes of the large or huge block at `p`.
+///
+/// # Safety
+/// `seg` is the live segment holding `p`, a live block.
+pub unsafe fn usable_size(seg: NonNull<SegmentHeader>, p: *const u8) -> usize {
+    // SAFETY: per the contract.
+    unsafe {
+        if (*seg.as_ptr()).kind == Kind::Huge {
+            let h = seg.as_ptr().cast::<HugeHeader>();
+            return (*h).header.size - (p as usize - h as usize);
+        }
+        let s = &*seg.as_ptr().cast::<LargeSegment>();
+        s.runs[(p as usize - s as *const LargeSegment as usize) / OS_PAGE].len as usize * OS_PAGE
+    }
+}
+
+/// A huge block's segment header: the block starts at `user`.
+#[repr(C)]
+struct HugeHeader {
+    header: SegmentHeader,
+    user: usize,
+}
+
+fn alloc_huge(bytes: usize, align: usize) -> *mut u8 {
+    // The block must start in the first segment-sized slot of its mapping,
+    // where `segment::find` looks for the header.
+    if align > SEGMENT_SIZE / 2 {
+        return null_mut();
+    }
+    let offset = align.max(OS_PAGE);
+    let Some(total) = bytes.checked_add(offset) else { return null_mut() };
+    let Some(seg) = segment::create(Kind::Huge, total) else { return null_mut() };
+    let h = seg.as_ptr().cast::<HugeHeader>();
+    let user = h as usize + offset;
+    // SAFETY: the header was just mapped and is ours.
+    unsafe { (*h).user = user };
+    user as *mut u8
+}
+
+/// Frees a huge block.
+///
+/// # Safety
+/// `seg` is a live huge segment containing `p`.
+pub unsafe fn free_huge(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
+    let h = seg.as_ptr().cast::<HugeHeader>();
+    // SAFETY: the header of a live huge segment is readable.
+    if unsafe { (*h).user } != p as usize {
+        return Err(BadBlock::Invalid);
+    }
+    // SAFETY: `p` was the segment's only block, now freed.
+    unsafe { segment::destroy(seg) };
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Mallocator: a general-purpose memory allocator, shipped as `libmemory.so`.
+//!
+//! The layers, bottom up (see `docs/design.md` for the diagram and the numbers):
+//!
+//! - [`os`]: memory from `mmap` of `/dev/zero`, returned with `munmap`/`madvise`.
+//! - [`segment_map`]: which segment-aligned addresses are ours (pointer validation).
+//! - [`segment`]: aligned segments that hold small pages, large regions, or one huge block.
+//! - [`size_class`]: the slab size classes.
+//! - [`page`]: a slab of one size class: lazy bump area plus an intrusive free list.
+//! - [`heap`]: a thread's heap of pages; remote frees arrive on an atomic list.
+//! - [`thread`]: which heap belongs to the calling thread, and what happens when it exits.
+//! - [`large`]: the best-fit, coalescing region allocator above the largest class.
+//! - [`alloc`]: the entry points that route a request to the right layer.
+//! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod alloc;
+mod error;
+pub mod ffi;
+mod heap;
+mod large;
+mod options;
+mod os;
+mod page;
+mod segment;
+mod segment_map;
+pub mod size_class;
+mod sync;
+mod thread;
+
+pub use alloc::Mallocator;

@@ -1,0 +1,136 @@
+//! The operating-system layer: every byte the allocator hands out comes from a
+//! private mapping of `/dev/zero`, and goes back with `munmap` (or, for pages
+//! inside a mapping that stays, `madvise(MADV_DONTNEED)`).
+//!
+//! System calls are made with `libc::syscall` where the libc wrapper would be a
+//! thread-cancellation point (`openat`, `close`): cancelling a thread inside
+//! `malloc` must not leave a lock held.
+
+use core::ptr::null_mut;
+
+/// The hardware page: the unit of `mmap`, `munmap` and `madvise` on x86.
+pub const OS_PAGE: usize = 4096;
+
+/// Rounds `n` up to a multiple of the power of two `align`, or `None` on overflow.
+pub const fn align_up(n: usize, align: usize) -> Option<usize> {
+    match n.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// Maps `size` bytes of zero memory aligned to `align` (a power of two, at
+/// least [`OS_PAGE`]). Returns null when the system refuses.
+pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(size.is_multiple_of(OS_PAGE) && align.is_power_of_two() && align >= OS_PAGE);
+    if align == OS_PAGE {
+        return map(size);
+    }
+    // Over-map by the alignment and trim both ends: the kernel gives no way to
+    // ask for alignment directly.
+    if let Some(padded) = size.checked_add(align - OS_PAGE) {
+        let raw = map(padded);
+        if !raw.is_null() {
+            let start = align_up(raw as usize, align).unwrap_or(0);
+            let front = start - raw as usize;
+            let back = padded - front - size;
+            // SAFETY: both trimmed ranges lie inside the mapping just made and
+            // nothing else refers to them.
+            unsafe {
+                unmap(raw, front);
+                unmap((start + size) as *mut u8, back);
+            }
+            return start as *mut u8;
+        }
+    }
+    // Near exhaustion of the address space the padded request fails although a
+    // well-placed exact one could succeed: take it if it happens to be aligned.
+    let raw = map(size);
+    if raw as usize & (align - 1) == 0 {
+        return raw;
+    }
+    // SAFETY: `raw` (if not null) is the mapping just made, unused.
+    unsafe { unmap(raw, size) };
+    null_mut()
+}
+
+/// Maps `size` bytes (a multiple of [`OS_PAGE`]) of zero memory.
+fn map(size: usize) -> *mut u8 {
+    if size == 0 {
+        return null_mut();
+    }
+    let fd = open_dev_zero();
+    let flags = if fd >= 0 {
+        libc::MAP_PRIVATE
+    } else {
+        // No descriptor left (EMFILE/ENFILE) or no /dev at all (a chroot): an
+        // anonymous mapping is the same zero memory, so take it rather than fail.
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
+    };
+    // SAFETY: a fresh mapping at an address of the kernel's choosing touches no
+    // existing memory; `fd` is ours (or -1 with MAP_ANONYMOUS).
+    let p =
+        unsafe { libc::mmap(null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, flags | libc::MAP_NORESERVE, fd, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` was opened above and is used by nobody else.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+    }
+    if p == libc::MAP_FAILED { null_mut() } else { p.cast() }
+}
+
+/// Opens `/dev/zero` afresh for every mapping. A cached descriptor would break
+/// when a daemon closes all its descriptors and a later `open` reuses the
+/// number for a regular file: we would then map that file.
+fn open_dev_zero() -> libc::c_int {
+    // SAFETY: the path is a NUL-terminated static string; openat with these
+    // flags has no effect on memory.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/dev/zero".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
+    };
+    fd as libc::c_int
+}
+
+/// Returns a mapping (or part of one) to the system.
+///
+/// # Safety
+/// `[p, p + size)` must be page-aligned memory mapped by [`map_aligned`] that
+/// nothing will use again.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    if size != 0 {
+        // SAFETY: the caller gives up the range.
+        unsafe { libc::munmap(p.cast(), size) };
+    }
+}
+
+/// Gives the physical pages of a range back while keeping the addresses: the
+/// next touch reads zeros.
+///
+/// # Safety
+/// `[p, p + size)` must be page-aligned mapped memory whose contents nobody needs.
+pub unsafe fn purge(p: *mut u8, size: usize) {
+    if size != 0 {
+        // SAFETY: the caller gives up the contents of the range.
+        unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(code: libc::c_int) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// Writes bytes to standard error, ignoring failure: diagnostics must never
+/// make things worse.
+pub fn write_stderr(bytes: &[u8]) {
+    // SAFETY: the slice is valid for its length.
+    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// Fills `buf` from the kernel's random source; returns false when it cannot.
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    // SAFETY: the buffer is valid for writes of its length; GRND_NONBLOCK
+    // keeps an early-boot call from blocking inside malloc.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+    n == buf.len() as isize
+}

@@ -1,0 +1,336 @@
+//! Small pages: the slabs. A small segment is cut into [`PAGE_SIZE`] pages,
+//! each serving one size class; its header holds every page's descriptor, so
+//! the metadata never sits in the blocks themselves.
+//!
+//! ```text
+//!  small segment (SEGMENT_SIZE, aligned)
+//!  +--------+--------------+--------------+-----+--------------+
+//!  | header | page 0 blocks| page 1 blocks| ... | page N blocks|
+//!  +--------+--------------+--------------+-----+--------------+
+//!   descriptors for pages 0..N live in the header
+//! ```
+//!
+//! A page hands out fresh blocks from a bump pointer, so the memory of blocks
+//! nobody asked for is never written (and never becomes resident). Freed blocks
+//! go on an intrusive free list; a free block carries a marker derived from its
+//! address and a per-process secret, which makes a second free of the same
+//! block recognisable in O(1).
+
+use crate::heap::Heap;
+use crate::os::{self, OS_PAGE};
+use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
+use crate::size_class::{MAX_SMALL, class_size};
+use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
+/// (8 bytes) 8192; and a class a thread touches only once reserves no more than
+/// this. mimalloc uses the same size for its small pages.
+pub const PAGE_SHIFT: u32 = 16;
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+pub const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
+
+/// The secret mixed into free-block markers, chosen at initialisation.
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the marker secret. The low bit is forced on, so that a marker (an
+/// aligned address xor the key) is never 0, the value a live block's marker
+/// word is reset to.
+pub fn set_key(key: usize) {
+    KEY.store(key | 1, Relaxed);
+}
+
+/// The first two words of a free block.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+    marker: usize,
+}
+
+impl Block {
+    #[inline(always)]
+    fn expected_marker(this: *const Block) -> usize {
+        this as usize ^ KEY.load(Relaxed)
+    }
+
+    /// Whether the block carries the free marker: it is on some free list.
+    ///
+    /// # Safety
+    /// `this` must be a block of a live page (readable, `MIN_BLOCK` bytes).
+    #[inline(always)]
+    pub unsafe fn is_free(this: *const Block) -> bool {
+        // SAFETY: per the contract, the block's words are readable.
+        unsafe { (*this).marker == Self::expected_marker(this) }
+    }
+
+    /// Links the block in front of `next` and marks it free.
+    ///
+    /// # Safety
+    /// The caller owns the block's memory (it was just freed).
+    #[inline(always)]
+    pub unsafe fn set_free(this: *mut Block, next: *mut Block) {
+        // SAFETY: per the contract.
+        unsafe { this.write(Block { next, marker: Self::expected_marker(this) }) };
+    }
+}
+
+/// Descriptor of one small page. Fields read by other threads' `free`
+/// validation are atomics (Relaxed: plain loads and stores on x86); the rest
+/// belong to the owning heap alone.
+#[repr(C)]
+pub struct Page {
+    /// Local free list.
+    pub free: *mut Block,
+    /// Next never-used block, and the end of the bump area.
+    bump: AtomicUsize,
+    end: usize,
+    /// Blocks handed out and not yet freed back to this list.
+    pub used: u32,
+    /// Whether the page is off its class queue because it had no free block.
+    pub full: bool,
+    /// Whether the page sits in its heap's ring of recently emptied pages.
+    pub in_ring: bool,
+    pub class: u8,
+    /// Block size; 0 while the page belongs to no class.
+    block_size: AtomicUsize,
+    /// First block: the page start, or past the header for page 0.
+    start: AtomicUsize,
+    /// ceil(2^32 / block_size): turns the interior-pointer check into a multiply.
+    reciprocal: AtomicUsize,
+    /// Neighbours in the heap's queue of the same class.
+    pub next: *mut Page,
+    pub prev: *mut Page,
+}
+
+/// The header of a small segment.
+#[repr(C)]
+pub struct SmallSegment {
+    header: SegmentHeader,
+    /// The heap whose pages these are; fixed for the segment's life (a heap
+    /// outlives its thread: another thread adopts it).
+    pub heap: *mut Heap,
+    /// Bit i set: page i is free.
+    free_pages: u64,
+    /// Neighbours in the heap's list of segments that have free pages.
+    pub next: *mut SmallSegment,
+    pub prev: *mut SmallSegment,
+    pages: [Page; PAGES_PER_SEGMENT],
+}
+
+/// Bytes before the first block of page 0: the header, rounded to the OS page
+/// so that purging page 0 never touches it.
+const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
+const _: () = assert!(HEADER_SIZE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
+const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
+
+/// Why a pointer into a small segment is not a live block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadBlock {
+    /// The block is on a free list already.
+    DoubleFree,
+    /// The pointer is not the start of a block that was ever handed out.
+    Invalid,
+}
+
+impl Page {
+    /// Takes a free block, or null when the page has none. The hot path of
+    /// every small allocation.
+    #[inline(always)]
+    pub fn pop(&mut self) -> *mut u8 {
+        let block = self.free;
+        if !block.is_null() {
+            // SAFETY: blocks on the free list are ours to read and write.
+            unsafe {
+                self.free = (*block).next;
+                (*block).marker = 0;
+            }
+            self.used += 1;
+            return block.cast();
+        }
+        let fresh = self.bump.load(Relaxed);
+        if fresh < self.end {
+            self.bump.store(fresh + self.block_size.load(Relaxed), Relaxed);
+            self.used += 1;
+            return fresh as *mut u8;
+        }
+        null_mut()
+    }
+
+    /// Puts a block back on the local free list. Returns true when the page
+    /// became empty or was full: the caller's slow path handles those.
+    ///
+    /// # Safety
+    /// `block` is a live block of this page, validated by [`Self::check`], and
+    /// the caller owns the page's heap.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, block: *mut Block) -> bool {
+        // SAFETY: per the contract the block is ours now.
+        unsafe { Block::set_free(block, self.free) };
+        self.free = block;
+        self.used -= 1;
+        self.used == 0 || self.full
+    }
+
+    /// Whether `p` is a block this page handed out and that is not free.
+    /// Safe to call from any thread while the page is in use.
+    #[inline(always)]
+    pub fn check(&self, p: *mut u8) -> Result<*mut Block, BadBlock> {
+        let offset = (p as usize).wrapping_sub(self.start.load(Relaxed));
+        let size = self.block_size.load(Relaxed);
+        // Offsets are below 2^16 and sizes below 2^15, so the reciprocal
+        // multiply gives the exact quotient (see `docs/design.md`).
+        let index = ((offset as u64 * self.reciprocal.load(Relaxed) as u64) >> 32) as usize;
+        if p as usize >= self.bump.load(Relaxed) || offset >= PAGE_SIZE || index * size != offset {
+            return Err(BadBlock::Invalid);
+        }
+        let block = p.cast::<Block>();
+        // SAFETY: `block` is a block below the bump pointer of a page in use.
+        if unsafe { Block::is_free(block) } {
+            return Err(BadBlock::DoubleFree);
+        }
+        Ok(block)
+    }
+
+    /// The block size of this page's class (0 for a free page).
+    pub fn block_size(&self) -> usize {
+        self.block_size.load(Relaxed)
+    }
+
+    fn assign(&mut self, class: usize, start: usize, area_end: usize) {
+        let size = class_size(class);
+        self.free = null_mut();
+        self.used = 0;
+        self.full = false;
+        self.in_ring = false;
+        self.class = class as u8;
+        self.start.store(start, Relaxed);
+        self.bump.store(start, Relaxed);
+        self.end = start + (area_end - start) / size * size;
+        self.reciprocal.store((1u64 << 32).div_ceil(size as u64) as usize, Relaxed);
+        self.next = null_mut();
+        self.prev = null_mut();
+        self.block_size.store(size, Relaxed);
+    }
+}
+
+impl SmallSegment {
+    /// Maps a segment whose pages will belong to `heap`.
+    pub fn create(heap: *mut Heap) -> Option<NonNull<SmallSegment>> {
+        let seg = segment::create(Kind::Small, SEGMENT_SIZE)?.cast::<SmallSegment>();
+        // SAFETY: the header was just mapped (zero) and only we know it; zero
+        // is a valid `Page` (a free page with null links).
+        unsafe {
+            let s = &mut *seg.as_ptr();
+            s.heap = heap;
+            s.free_pages = ALL_PAGES;
+        }
+        Some(seg)
+    }
+
+    /// The small segment and page descriptor that `p` points into.
+    ///
+    /// # Safety
+    /// `p` must lie in a live small segment (checked with [`segment::find`]),
+    /// or be one of its page descriptors.
+    #[inline(always)]
+    pub unsafe fn page_of(p: *const u8) -> (*mut SmallSegment, *mut Page) {
+        let s = (p as usize & !(SEGMENT_SIZE - 1)) as *mut SmallSegment;
+        let index = (p as usize - s as usize) >> PAGE_SHIFT;
+        // SAFETY: index < PAGES_PER_SEGMENT because p lies in the segment.
+        (s, unsafe { (&raw mut (*s).pages).cast::<Page>().add(index) })
+    }
+
+    pub fn has_free_page(&self) -> bool {
+        self.free_pages != 0
+    }
+
+    pub fn is_unused(&self) -> bool {
+        self.free_pages == ALL_PAGES
+    }
+
+    /// Takes a free page (the lowest, to keep the used part of the segment
+    /// compact) and assigns it to `class`.
+    pub fn take_page(&mut self, class: usize) -> *mut Page {
+        debug_assert!(self.has_free_page());
+        let index = self.free_pages.trailing_zeros() as usize;
+        self.free_pages &= !(1 << index);
+        let (start, end) = self.page_area(index);
+        let page = &mut self.pages[index];
+        page.assign(class, start, end);
+        page
+    }
+
+    /// Returns an empty page to the segment and gives its memory back to the
+    /// system; the addresses stay, and read zero when reused.
+    ///
+    /// # Safety
+    /// `page` is a page of this segment with no live block and in no list.
+    pub unsafe fn release_page(&mut self, page: *mut Page) {
+        let index = (page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
+        // SAFETY: per the contract, page is ours and unused.
+        unsafe { (*page).block_size.store(0, Relaxed) };
+        let (start, end) = self.page_area(index);
+        // SAFETY: the page's blocks are all free, and `start` is OS-page
+        // aligned (the header size is rounded), so no header byte is purged.
+        unsafe { os::purge(start as *mut u8, end - start) };
+        self.free_pages |= 1 << index;
+    }
+
+    /// The block area of page `index`.
+    fn page_area(&self, index: usize) -> (usize, usize) {
+        let base = self as *const Self as usize + index * PAGE_SIZE;
+        let start = if index == 0 { base + HEADER_SIZE } else { base };
+        (start, base + PAGE_SIZE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::{class_of, classes};
+
+    #[test]
+    fn header_fits_and_reciprocal_is_exact() {
+        const { assert!(HEADER_SIZE <= PAGE_SIZE / 4) };
+        for class in classes() {
+            let size = class_size(class);
+            let r = (1u64 << 32).div_ceil(size as u64);
+            for offset in 0..PAGE_SIZE as u64 {
+                assert_eq!(((offset * r) >> 32) as usize, offset as usize / size);
+            }
+        }
+    }
+
+    #[test]
+    fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
+        set_key(0x5eed);
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test.
+        let s = unsafe { &mut *seg.as_ptr() };
+        let class = class_of(48);
+        let page = s.take_page(class);
+        // SAFETY: `page` points into `s`, which lives until destroyed below.
+        let page = unsafe { &mut *page };
+        let a = page.pop();
+        let b = page.pop();
+        assert_eq!(b as usize - a as usize, 48);
+        assert_eq!(page.check(a), Ok(a.cast()));
+        // SAFETY: `a + 8` is inside a live block, readable.
+        assert_eq!(page.check(unsafe { a.add(8) }), Err(BadBlock::Invalid));
+        assert_eq!(page.check((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
+        // SAFETY: `a` is a live block of this page.
+        assert!(!unsafe { page.push(a.cast()) });
+        assert_eq!(page.check(a), Err(BadBlock::DoubleFree));
+        assert_eq!(page.pop(), a, "freed blocks are reused first");
+        assert_eq!(page.check(a), Ok(a.cast()));
+        // SAFETY: both blocks are live; the page then holds none.
+        unsafe {
+            page.push(a.cast());
+            assert!(page.push(b.cast()), "the page became empty");
+            s.release_page(page);
+        }
+        assert!(s.is_unused());
+        // SAFETY: nothing uses the segment any more.
+        unsafe { segment::destroy(seg.cast()) };
+    }
+}

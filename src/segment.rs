@@ -1,0 +1,65 @@
+//! Segments: the unit in which memory is mapped from the system.
+//!
+//! A segment is a mapping aligned to [`SEGMENT_SIZE`] that starts with a
+//! header saying what it holds: small pages of one thread heap
+//! ([`crate::page`]), large regions ([`crate::large`]), or one huge block.
+//! Masking a pointer with `!(SEGMENT_SIZE - 1)` finds its header in O(1), and
+//! [`crate::segment_map`] says whether that header is really ours.
+
+use crate::os;
+use crate::segment_map;
+use core::ptr::NonNull;
+
+/// 4 MiB on x86_64: 64 small pages per mapping keeps `mmap` calls rare (one
+/// per 4 MiB of small blocks) while a thread that allocates a few blocks
+/// reserves only address space, not memory. 2 MiB on i686, where address space
+/// is scarce: an almost empty segment strands at most 2 MiB of it, and a huge
+/// block can still be aligned to 1 MiB (alignments up to half a segment work).
+pub const SEGMENT_SHIFT: u32 = if usize::BITS == 64 { 22 } else { 21 };
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    Small,
+    Large,
+    Huge,
+}
+
+/// The first bytes of every segment.
+#[repr(C)]
+pub struct SegmentHeader {
+    pub kind: Kind,
+    /// Length of the mapping in bytes (a multiple of the OS page).
+    pub size: usize,
+}
+
+/// Maps a new segment of `size` bytes (a multiple of [`os::OS_PAGE`]) holding
+/// `kind`, registered in the segment map. The header is initialised; the rest
+/// is zero and untouched.
+pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
+    let base = NonNull::new(os::map_aligned(size, SEGMENT_SIZE))?.cast::<SegmentHeader>();
+    // SAFETY: the mapping is fresh, writable, aligned and large enough.
+    unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
+    segment_map::insert(base.as_ptr() as usize);
+    Some(base)
+}
+
+/// Unregisters and unmaps a segment.
+///
+/// # Safety
+/// `seg` came from [`create`], and nothing refers to its memory any more.
+pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
+    segment_map::remove(seg.as_ptr() as usize);
+    // SAFETY: the caller guarantees the segment is unused; its header says
+    // how long the mapping is.
+    unsafe { os::unmap(seg.as_ptr().cast(), (*seg.as_ptr()).size) };
+}
+
+/// The segment that holds `p`, if `p` lies in the first `SEGMENT_SIZE` bytes
+/// of a segment of ours.
+#[inline(always)]
+pub fn find(p: *const u8) -> Option<NonNull<SegmentHeader>> {
+    let base = p as usize & !(SEGMENT_SIZE - 1);
+    if segment_map::contains(base) { NonNull::new(base as *mut SegmentHeader) } else { None }
+}

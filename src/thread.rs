@@ -1,0 +1,137 @@
+//! Which heap serves the calling thread.
+//!
+//! A thread finds its heap in one thread-local pointer. Its first allocation
+//! takes a heap from the pool (an abandoned one, adopted with its live blocks,
+//! or a new one) and registers a pthread key whose destructor abandons the
+//! heap when the thread exits. Heaps are never unmapped: other threads may
+//! still be returning blocks to one long after its thread is gone.
+
+use crate::heap::Heap;
+use crate::os::{self, OS_PAGE};
+use crate::sync::SpinLock;
+use core::cell::Cell;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+thread_local! {
+    // A const initialiser of a type without Drop compiles to a plain TLS slot:
+    // no destructor registration (which would call malloc).
+    static HEAP: Cell<*mut Heap> = const { Cell::new(null_mut()) };
+}
+
+/// Heaps are carved from mappings of this size: one `mmap` per hundred or so
+/// threads.
+const HEAP_CHUNK: usize = 16 * OS_PAGE;
+
+struct Pool {
+    /// Heaps whose thread exited, linked through `pool_next`.
+    abandoned: *mut Heap,
+    /// The unused rest of the last heap chunk.
+    cursor: usize,
+    end: usize,
+}
+
+// SAFETY: the pool is only reached through its lock.
+unsafe impl Send for Pool {}
+
+static POOL: SpinLock<Pool> = SpinLock::new(Pool { abandoned: null_mut(), cursor: 0, end: 0 });
+
+/// The pthread key whose destructor runs at thread exit; `u32::MAX` if none.
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Creates the thread-exit key. Called once, from the library's initialisation.
+pub fn init() {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-pointer and the destructor has the right ABI.
+    if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+        EXIT_KEY.store(key as u32, Ordering::Release);
+    }
+}
+
+/// The calling thread's heap, or null if it has none yet (or no longer).
+#[inline(always)]
+pub fn heap_if_any() -> *mut Heap {
+    HEAP.with(Cell::get)
+}
+
+/// The calling thread's heap, attaching one on first use; null when no memory
+/// is left even for a heap.
+#[inline(always)]
+pub fn heap() -> *mut Heap {
+    let heap = heap_if_any();
+    if !heap.is_null() {
+        return heap;
+    }
+    attach()
+}
+
+#[cold]
+fn attach() -> *mut Heap {
+    crate::alloc::init();
+    let heap = take_heap();
+    if heap.is_null() {
+        return heap;
+    }
+    // Set before registering: pthread_setspecific may allocate, and that
+    // allocation must find this heap rather than recurse.
+    HEAP.with(|h| h.set(heap));
+    let key = EXIT_KEY.load(Ordering::Acquire);
+    if key != u32::MAX {
+        // SAFETY: the key was created by `init`.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, heap.cast()) };
+    }
+    heap
+}
+
+/// Adopts an abandoned heap, or carves a new one.
+fn take_heap() -> *mut Heap {
+    let mut pool = POOL.lock();
+    let mut link: *mut *mut Heap = &mut pool.abandoned;
+    // SAFETY: the abandoned list holds live heaps and is only changed under
+    // the pool lock, which we hold.
+    unsafe {
+        while !(*link).is_null() {
+            let heap = *link;
+            if (*heap).try_take() {
+                *link = (*heap).pool_next;
+                return heap;
+            }
+            // Claimed for a moment by a thread freeing one of its blocks.
+            link = &raw mut (*heap).pool_next;
+        }
+    }
+    let size = size_of::<Heap>().next_multiple_of(64);
+    if pool.end - pool.cursor < size {
+        let chunk = os::map_aligned(HEAP_CHUNK, OS_PAGE);
+        if chunk.is_null() {
+            return null_mut();
+        }
+        pool.cursor = chunk as usize;
+        pool.end = chunk as usize + HEAP_CHUNK;
+    }
+    let heap = pool.cursor as *mut Heap;
+    pool.cursor += size;
+    // SAFETY: zeroed memory is a valid, empty, untaken heap; nobody else has
+    // seen it, so taking it cannot fail.
+    unsafe {
+        let taken = (*heap).try_take();
+        debug_assert!(taken);
+    }
+    heap
+}
+
+/// Runs (through the pthread key) when a thread that allocated exits.
+extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+    let heap = value.cast::<Heap>();
+    HEAP.with(|h| h.set(null_mut()));
+    // SAFETY: `value` is the heap this thread owned; it stays valid forever.
+    // It goes into the pool list before being released, so that a new thread
+    // finds it once the release is done.
+    unsafe {
+        let mut pool = POOL.lock();
+        (*heap).pool_next = pool.abandoned;
+        pool.abandoned = heap;
+        drop(pool);
+        (*heap).abandon();
+    }
+}
