@@ -73,13 +73,12 @@ fn alloc_small(size: usize) -> *mut u8 {
 fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
     if align <= 16 && size <= MAX_SMALL {
         // Classes that are multiples of 16 yield 16-aligned blocks.
-        return alloc_small(size.next_multiple_of(16));
+        return alloc_small(size.next_multiple_of(16).max(16));
     }
     if align <= OS_PAGE {
         // A power-of-two class of at least `align` is aligned to it (pages
         // start on OS-page boundaries).
-        let pow2 = size.max(align).next_power_of_two();
-        if pow2 <= MAX_SMALL {
+        if let Some(pow2) = size.max(align).checked_next_power_of_two().filter(|&p| p <= MAX_SMALL) {
             return alloc_small(pow2);
         }
     }

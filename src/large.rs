@@ -400,3 +400,65 @@ pub unsafe fn free_huge(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), B
     unsafe { segment::destroy(seg) };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The large allocator is shared: tests that check placement run alone.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn free_ok(p: *mut u8) {
+        let seg = segment::find(p).unwrap();
+        // SAFETY: `p` is a live block of ours in `seg`.
+        assert_eq!(unsafe { free(seg, p) }, Ok(()));
+    }
+
+    #[test]
+    fn freed_neighbours_coalesce_and_bad_frees_are_refused() {
+        let _serial = SERIAL.lock().unwrap();
+        let a = alloc(5 * OS_PAGE, OS_PAGE);
+        let b = alloc(5 * OS_PAGE, OS_PAGE);
+        let c = alloc(5 * OS_PAGE, OS_PAGE);
+        assert_eq!(b as usize - a as usize, 5 * OS_PAGE, "best fit carves consecutively");
+        let seg = segment::find(b).unwrap();
+        // SAFETY: the pointers are in `seg`; the bad frees are refused without
+        // touching the segment.
+        unsafe {
+            assert_eq!(free(seg, b.add(OS_PAGE)), Err(BadBlock::Invalid), "interior page");
+            assert_eq!(free(seg, b.add(8)), Err(BadBlock::Invalid), "unaligned");
+        }
+        free_ok(b);
+        // SAFETY: as above.
+        assert_eq!(unsafe { free(seg, b) }, Err(BadBlock::DoubleFree));
+        free_ok(a);
+        free_ok(c);
+        // All three and the rest of the segment merged: a block the size of
+        // the three starts where `a` did.
+        let d = alloc(15 * OS_PAGE, OS_PAGE);
+        assert_eq!(d, a);
+        // SAFETY: `d` is live.
+        assert_eq!(unsafe { usable_size(segment::find(d).unwrap(), d) }, 15 * OS_PAGE);
+        free_ok(d);
+    }
+
+    #[test]
+    fn alignment_and_huge_blocks() {
+        let _serial = SERIAL.lock().unwrap();
+        let p = alloc(40_000, 64 * 1024);
+        assert_eq!(p as usize % (64 * 1024), 0);
+        free_ok(p);
+        let h = alloc(LARGE_MAX + 1, 8);
+        assert_eq!(h as usize % OS_PAGE, 0);
+        let seg = segment::find(h).unwrap();
+        // SAFETY: `h` is live in `seg`.
+        unsafe {
+            assert!(usable_size(seg, h) > LARGE_MAX);
+            assert_eq!(free_huge(seg, h.add(OS_PAGE)), Err(BadBlock::Invalid));
+            assert_eq!(free_huge(seg, h), Ok(()));
+        }
+        assert!(segment::find(h).is_none(), "a freed huge block is unmapped");
+        assert!(alloc(1 << 20, SEGMENT_SIZE).is_null(), "alignment beyond half a segment is refused");
+    }
+}

@@ -1,0 +1,127 @@
+//! Threads: cross-thread frees, threads that exit with live blocks, heaps
+//! adopted by new threads. Every block carries a pattern checked at free.
+
+use memory::alloc::{alloc, free};
+use std::sync::mpsc;
+use std::thread;
+
+/// A block address and its size; the block is filled with a byte derived
+/// from its address.
+#[derive(Clone, Copy)]
+struct Block(usize, usize);
+
+fn fill_of(p: usize) -> u8 {
+    (p >> 4) as u8 | 1
+}
+
+fn make(size: usize) -> Block {
+    let p = alloc(size, 8) as usize;
+    assert!(p != 0);
+    // SAFETY: a live block of `size` bytes.
+    unsafe { std::ptr::write_bytes(p as *mut u8, fill_of(p), size) };
+    Block(p, size)
+}
+
+fn release(b: Block) {
+    // SAFETY: `b` is live and filled by `make`.
+    let bytes = unsafe { std::slice::from_raw_parts(b.0 as *const u8, b.1) };
+    assert!(bytes.iter().all(|&x| x == fill_of(b.0)), "block {:#x} corrupted", b.0);
+    // SAFETY: live, forgotten after this.
+    unsafe { free(b.0 as *mut u8) };
+}
+
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+fn size_from(r: u64) -> usize {
+    match r % 16 {
+        0 => 16_385 + (r >> 8) as usize % 200_000,
+        1 => 1 + (r >> 8) as usize % 16_384,
+        _ => 1 + (r >> 8) as usize % 512,
+    }
+}
+
+#[test]
+fn producer_consumer_frees_everything_remotely() {
+    let (tx, rx) = mpsc::sync_channel::<Vec<Block>>(16);
+    let consumer = thread::spawn(move || {
+        let mut n = 0;
+        for batch in rx {
+            n += batch.len();
+            batch.into_iter().for_each(release);
+        }
+        n
+    });
+    let producers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut seed = 0x9e37_79b9 + t;
+                for _ in 0..200 {
+                    let batch: Vec<Block> = (0..100).map(|_| make(size_from(xorshift(&mut seed)))).collect();
+                    tx.send(batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    producers.into_iter().for_each(|p| p.join().unwrap());
+    assert_eq!(consumer.join().unwrap(), 3 * 200 * 100);
+}
+
+#[test]
+fn blocks_outlive_their_threads_and_heaps_are_adopted() {
+    let mut carried: Vec<Block> = Vec::new();
+    for round in 0..6u64 {
+        // Threads free what the previous round's (exited) threads left, and
+        // leave some of their own behind.
+        let share: Vec<Vec<Block>> = (0..4).map(|i| carried.iter().skip(i).step_by(4).copied().collect()).collect();
+        let handles: Vec<_> = share
+            .into_iter()
+            .enumerate()
+            .map(|(i, old)| {
+                let old: Vec<(usize, usize)> = old.into_iter().map(|b| (b.0, b.1)).collect();
+                thread::spawn(move || {
+                    old.into_iter().map(|(p, s)| Block(p, s)).for_each(release);
+                    let mut seed = round * 97 + i as u64 + 1;
+                    let mut mine: Vec<Block> = (0..2000).map(|_| make(size_from(xorshift(&mut seed)))).collect();
+                    let kept = mine.split_off(1000);
+                    mine.into_iter().for_each(release);
+                    kept.into_iter().map(|b| (b.0, b.1)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        carried = handles.into_iter().flat_map(|h| h.join().unwrap()).map(|(p, s)| Block(p, s)).collect();
+        let mut spans: Vec<(usize, usize)> = carried.iter().map(|b| (b.0, b.1)).collect();
+        spans.sort_unstable();
+        assert!(spans.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0), "live blocks overlap");
+    }
+    carried.into_iter().for_each(release);
+}
+
+#[test]
+fn many_threads_allocate_distinct_blocks_concurrently() {
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut seed = t + 11;
+                let mut live: Vec<Block> = Vec::new();
+                for _ in 0..20_000 {
+                    let r = xorshift(&mut seed);
+                    if r % 3 == 0 && !live.is_empty() {
+                        let i = (r >> 8) as usize % live.len();
+                        release(live.swap_remove(i));
+                    } else {
+                        live.push(make(1 + (r >> 16) as usize % 1024));
+                    }
+                }
+                live.into_iter().for_each(release);
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+}
