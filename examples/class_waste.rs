@@ -321,14 +321,14 @@ fn main() {
             mass.iter().zip(&s.size_at).filter(|(m, _)| **m > 0.0).map(|(m, &z)| m * tail(z) as f64).sum();
         let mean = s.sizes.iter().map(|&z| tail(z) as f64).sum::<f64>() / s.sizes.len() as f64;
         let (worst, worst_size) = s.sizes.iter().map(|&z| (tail(z), z)).max().unwrap();
+        let worst = if worst == 0 { "0 B".to_string() } else { format!("{worst} B (class {worst_size})") };
         println!(
-            "| {} | {:.0} B | {:.2}% | {:.0} B | {} B (class {}) |",
+            "| {} | {:.0} B | {:.2}% | {:.0} B | {} |",
             s.name,
             weighted,
             100.0 * weighted / PAGE as f64,
             mean,
-            worst,
-            worst_size
+            worst
         );
     }
 

@@ -16,10 +16,12 @@ use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// How many emptied pages a heap keeps before giving the oldest back to the
-/// system: a program cycling through up to 8 classes (a typical request mix)
-/// never maps and purges the same page over and over, and at most 512 KiB per
-/// thread stays resident after everything is freed.
-const RETAINED_EMPTY_PAGES: usize = 8;
+/// system (4 MiB of 64 KiB pages). Measured on a batch workload (4 threads,
+/// rounds of 1000 blocks of 1..3000 bytes allocated then all freed: about 50
+/// pages per round): 8 retained pages made 44,000 `madvise` calls and took
+/// 0.53 s, 32 took 25,000 calls, 64 took 257 calls and 0.11 s. After a program
+/// frees everything, a live thread keeps at most this much resident.
+const RETAINED_EMPTY_PAGES: usize = 64;
 
 pub struct Heap {
     /// Whether a thread owns the heap (or claims it while it is abandoned).

@@ -5,8 +5,8 @@
 //!
 //! The map lives in `.bss`: its pages stay untouched (and cost no memory)
 //! except where segments exist. On x86_64 it covers the 47-bit user address
-//! space at 4 MiB granularity, which is 4 MiB of virtual space; on i686 it is
-//! 512 bytes.
+//! space at 4 MiB granularity, which is 4 MiB of virtual space; on i686 (2 MiB
+//! segments) it is 256 bytes.
 
 use crate::segment::SEGMENT_SHIFT;
 use core::sync::atomic::{AtomicUsize, Ordering};

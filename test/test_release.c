@@ -25,7 +25,9 @@
  * glibc caches for reuse are already part of "start".
  *
  * Pass, in each phase: (after - start) <= 5% of (peak - start), for VmRSS
- * and for VmSize. All numbers are printed.
+ * and for VmSize. All numbers are printed, and also (for information) the
+ * number and total size of the /dev/zero mappings in /proc/self/maps (the
+ * library's segments) at start, peak and after.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,6 +112,46 @@ static struct vm read_vm(void)
     v.rss = status_kb(buf, "VmRSS:");
     v.size = status_kb(buf, "VmSize:");
     return v;
+}
+
+/* The library's mappings: those of /dev/zero in /proc/self/maps (count and
+ * kB). Informational, to tell what stays mapped; read() into a stack buffer,
+ * no stdio, so that reading it changes nothing it measures. */
+struct maps {
+    unsigned long count, kb;
+};
+
+static struct maps devzero_maps(void)
+{
+    char buf[4096];
+    size_t have = 0;
+    ssize_t n;
+    struct maps m = {0, 0};
+    int fd = open("/proc/self/maps", O_RDONLY);
+
+    if (fd < 0)
+        return m;
+    while ((n = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+        char *line = buf, *nl;
+        have += (size_t)n;
+        buf[have] = '\0';
+        while ((nl = strchr(line, '\n')) != NULL) {
+            unsigned long lo, hi;
+            *nl = '\0';
+            if (strstr(line, "/dev/zero") != NULL &&
+                sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+                m.count++;
+                m.kb += (hi - lo) / 1024;
+            }
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1) /* a line longer than the buffer */
+            have = 0;
+    }
+    close(fd);
+    return m;
 }
 
 /* The request list: sizes only, in a random order. */
@@ -252,6 +294,7 @@ static void run_phase(int threaded)
     const char *phase = threaded ? "phase 2 (4 threads, main frees)"
                                  : "phase 1 (one thread)";
     struct vm start, peak, after;
+    struct maps mstart, mpeak, mafter;
     unsigned int nulls = 0;
 
     printf("%s:\n", phase);
@@ -262,6 +305,7 @@ static void run_phase(int threaded)
         deallocate(allocate(100));
 
     start = read_vm();
+    mstart = devzero_maps();
     if (threaded) {
         memset(thread_failed, 0, sizeof thread_failed);
         run_threads(thread_main);
@@ -271,6 +315,7 @@ static void run_phase(int threaded)
         nulls = (unsigned int)alloc_share(0, 1);
     }
     peak = read_vm();
+    mpeak = devzero_maps();
     printf("  %u blocks, %llu bytes (%.1f MiB) allocated and touched%s\n",
            nblks, total_bytes, (double)total_bytes / MiB,
            threaded ? " by 4 threads, which exited" : "");
@@ -279,11 +324,15 @@ static void run_phase(int threaded)
 
     free_shuffled(threaded ? 0xC0FFEE11u : 0x12345678u);
     after = read_vm();
+    mafter = devzero_maps();
     printf("  all freed in shuffled order%s\n",
            threaded ? " by the main thread" : "");
 
     check_share(phase, "VmRSS", start.rss, peak.rss, after.rss);
     check_share(phase, "VmSize", start.size, peak.size, after.size);
+    printf("  (/dev/zero mappings in /proc/self/maps: start %lu = %lu kB, "
+           "peak %lu = %lu kB, after %lu = %lu kB)\n", mstart.count, mstart.kb,
+           mpeak.count, mpeak.kb, mafter.count, mafter.kb);
 }
 
 int main(void)

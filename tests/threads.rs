@@ -112,7 +112,7 @@ fn many_threads_allocate_distinct_blocks_concurrently() {
                 let mut live: Vec<Block> = Vec::new();
                 for _ in 0..20_000 {
                     let r = xorshift(&mut seed);
-                    if r % 3 == 0 && !live.is_empty() {
+                    if r.is_multiple_of(3) && !live.is_empty() {
                         let i = (r >> 8) as usize % live.len();
                         release(live.swap_remove(i));
                     } else {
