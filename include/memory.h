@@ -6,7 +6,7 @@
  * -lmemory must come after the sources: Debian's gcc links with --as-needed.
  *
  * Alignment rule: every block is at least 8-byte aligned; a request whose size
- * is a multiple of 16 gets a 16-byte aligned block; blocks above the largest
+ * is a non-zero multiple of 16 gets a 16-byte aligned block; blocks above the largest
  * small class (16 KiB) are page (4096-byte) aligned.
  *
  * Errors: deallocating a pointer twice, a pointer this library never returned,

@@ -25,7 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// the OS page for blocks above the largest class.
 fn promised_align(size: usize, align: usize) -> usize {
     let mut a = align.max(8);
-    if size.is_multiple_of(16) {
+    if size > 0 && size.is_multiple_of(16) {
         a = a.max(16);
     }
     if size > memory::size_class::MAX_SMALL {
