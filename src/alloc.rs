@@ -6,11 +6,11 @@ use crate::heap::Heap;
 use crate::large;
 use crate::os::{self, OS_PAGE};
 use crate::page::{BadBlock, SmallSegment};
-use crate::segment::{self, Kind};
+use crate::segment::{self, Kind, SegmentHeader};
 use crate::size_class::{MAX_SMALL, class_of};
 use crate::{options, page, thread};
 use core::alloc::{GlobalAlloc, Layout};
-use core::ptr::null_mut;
+use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Every block is at least this aligned (all classes are multiples of 8).
@@ -52,9 +52,34 @@ pub fn init() {
 /// `errno = ENOMEM` when memory cannot be had.
 #[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    let p = if align <= MIN_ALIGN && size <= MAX_SMALL { alloc_small(size) } else { alloc_aligned(size, align) };
+    let p = if align <= MIN_ALIGN && size <= MAX_SMALL {
+        alloc_small(size)
+    } else {
+        match route(size, align) {
+            Route::Small(size) => alloc_small(size),
+            Route::Large => large::alloc(size, align).0,
+        }
+    };
     if p.is_null() {
         os::set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// Like [`alloc`], with the block's first `size` bytes zeroed. Blocks known
+/// to be fresh (large runs never used or purged, huge mappings) are not
+/// written, so they stay out of the resident set until the program touches
+/// them.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let (p, zeroed) = match route(size, align) {
+        Route::Small(size) => (alloc_small(size), false),
+        Route::Large => large::alloc(size, align),
+    };
+    if p.is_null() {
+        os::set_errno(libc::ENOMEM);
+    } else if !zeroed {
+        // SAFETY: the block is live and at least `size` bytes long.
+        unsafe { p.write_bytes(0, size) };
     }
     p
 }
@@ -69,20 +94,31 @@ fn alloc_small(size: usize) -> *mut u8 {
     unsafe { (*heap).alloc(class_of(size)) }
 }
 
-#[cold]
-fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
-    if align <= 16 && size <= MAX_SMALL {
-        // Classes that are multiples of 16 yield 16-aligned blocks.
-        return alloc_small(size.next_multiple_of(16).max(16));
+/// Where a request goes: a small class (with the size that gives the
+/// alignment), or the large-region allocator.
+enum Route {
+    Small(usize),
+    Large,
+}
+
+fn route(size: usize, align: usize) -> Route {
+    if size <= MAX_SMALL {
+        if align <= MIN_ALIGN {
+            return Route::Small(size);
+        }
+        if align <= 16 {
+            // Classes that are multiples of 16 yield 16-aligned blocks.
+            return Route::Small(size.next_multiple_of(16).max(16));
+        }
     }
     if align <= OS_PAGE {
         // A power-of-two class of at least `align` is aligned to it (pages
         // start on OS-page boundaries).
         if let Some(pow2) = size.max(align).checked_next_power_of_two().filter(|&p| p <= MAX_SMALL) {
-            return alloc_small(pow2);
+            return Route::Small(pow2);
         }
     }
-    large::alloc(size, align)
+    Route::Large
 }
 
 /// Frees a block. Null is ignored; a pointer that is not a live block of ours
@@ -133,7 +169,7 @@ fn free_small(p: *mut u8) {
 }
 
 #[cold]
-fn report(bad: BadBlock, p: *mut u8, block_size: Option<usize>) {
+fn report(bad: BadBlock, p: *const u8, block_size: Option<usize>) {
     let kind = match bad {
         BadBlock::DoubleFree => Misuse::DoubleFree,
         BadBlock::Invalid => Misuse::Interior,
@@ -141,19 +177,96 @@ fn report(bad: BadBlock, p: *mut u8, block_size: Option<usize>) {
     error::report(kind, p, block_size);
 }
 
-/// The usable size of a live block of ours (at least what was asked for).
-///
-/// # Safety
-/// `p` is a live block returned by this allocator.
-pub unsafe fn usable_size(p: *const u8) -> usize {
-    let Some(seg) = segment::find(p) else { return 0 };
-    // SAFETY: per the contract `p` is a live block in `seg`.
-    unsafe {
-        match (*seg.as_ptr()).kind {
-            Kind::Small => (*SmallSegment::page_of(p).1).block_size(),
-            Kind::Large | Kind::Huge => large::usable_size(seg, p),
+/// A validated live block: its segment's kind and its usable size.
+struct Live {
+    seg: NonNull<SegmentHeader>,
+    kind: Kind,
+    usable: usize,
+}
+
+/// Checks that `p` is a live block of ours, reporting it if not.
+fn live_block(p: *const u8) -> Option<Live> {
+    let Some(seg) = segment::find(p) else {
+        error::report(Misuse::Foreign, p, None);
+        return None;
+    };
+    // SAFETY: `find` returned a live segment containing `p`.
+    let kind = unsafe { (*seg.as_ptr()).kind };
+    let usable = match kind {
+        // SAFETY: as above; page descriptors of a live segment are readable.
+        Kind::Small => unsafe {
+            let page = SmallSegment::page_of(p).1;
+            (*page).check(p.cast_mut()).map(|_| (*page).block_size())
+        },
+        // SAFETY: as above.
+        Kind::Large | Kind::Huge => unsafe { large::usable_size(seg, p) },
+    };
+    match usable {
+        Ok(usable) => Some(Live { seg, kind, usable }),
+        Err(bad) => {
+            report(bad, p, None);
+            None
         }
     }
+}
+
+/// The usable size of the block at `p` (at least what was asked for); 0 for
+/// null, or (reported) for a pointer that is not a live block of ours.
+pub fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    live_block(p).map_or(0, |b| b.usable)
+}
+
+/// Resizes the block at `p` to `new_size` bytes aligned to `align`, in place
+/// where its class or its neighbours allow (small blocks within their class,
+/// large runs into a free neighbour, huge mappings with `mremap`), else by
+/// moving it. Null `p` allocates. Null result: out of memory (`errno =
+/// ENOMEM`, the block is untouched), or `p` is not a live block (reported,
+/// `errno = EINVAL`).
+///
+/// # Safety
+/// If `p` is a live block, the caller owns it, and after a non-null result
+/// uses only the returned pointer.
+pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    if p.is_null() {
+        return alloc(new_size, align);
+    }
+    let Some(block) = live_block(p) else {
+        os::set_errno(libc::EINVAL);
+        return null_mut();
+    };
+    let fits = new_size <= block.usable && p as usize % align == 0;
+    // SAFETY: `block` is the caller's live block.
+    let in_place = unsafe {
+        match block.kind {
+            // Stay unless the block would be less than half used.
+            Kind::Small => fits && new_size >= block.usable / 2,
+            Kind::Large => new_size > MAX_SMALL && align <= OS_PAGE && large::resize_in_place(block.seg, p, new_size),
+            Kind::Huge if new_size > large::LARGE_MAX && align <= OS_PAGE => {
+                let q = large::resize_huge(block.seg, p, new_size);
+                if q.is_null() {
+                    os::set_errno(libc::ENOMEM);
+                }
+                return q;
+            }
+            Kind::Huge => false,
+        }
+    };
+    if in_place {
+        return p;
+    }
+    let q = alloc(new_size, align);
+    if !q.is_null() {
+        // SAFETY: both blocks are live and distinct; the copy stays within
+        // both.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, q, block.usable.min(new_size));
+            free(p);
+        }
+    }
+    q
 }
 
 /// The allocator as a Rust global allocator:
@@ -174,21 +287,14 @@ unsafe impl GlobalAlloc for Mallocator {
         unsafe { free(ptr) }
     }
 
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc_zeroed(layout.size(), layout.align())
+    }
+
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` is a live block of ours (GlobalAlloc contract).
-        let usable = unsafe { usable_size(ptr) };
-        if new_size <= usable && new_size >= usable / 2 {
-            return ptr;
-        }
-        let q = alloc(new_size, layout.align());
-        if !q.is_null() {
-            // SAFETY: both blocks are live and distinct; the copy stays within
-            // both sizes.
-            unsafe {
-                core::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
-                free(ptr);
-            }
-        }
-        q
+        // SAFETY: `ptr` is a live block of ours with `layout` (GlobalAlloc
+        // contract), so it is the caller's to resize.
+        unsafe { realloc(ptr, new_size, layout.align()) }
     }
 }

@@ -35,6 +35,11 @@ pub struct Heap {
     /// Recently emptied pages, oldest at `ring_next`.
     ring: [*mut Page; RETAINED_EMPTY_PAGES],
     ring_next: usize,
+    /// One segment kept mapped after all its pages emptied; any other segment
+    /// that empties is unmapped at once. A program that allocates and frees
+    /// in rounds keeps reusing the spare; a program that frees everything
+    /// keeps one segment of address space.
+    spare: *mut SmallSegment,
     /// Link in the pool of heaps (see [`crate::thread`]).
     pub pool_next: *mut Heap,
 }
@@ -151,6 +156,11 @@ impl Heap {
                 self.unretain(page);
             }
         }
+        let spare = self.spare;
+        // SAFETY: the spare is a live segment of this heap.
+        if !spare.is_null() && unsafe { (*spare).is_empty() } {
+            self.release_segment(spare);
+        }
     }
 
     /// Frees the blocks other threads returned.
@@ -180,7 +190,23 @@ impl Heap {
             p.full = false;
             self.link(page);
         }
-        if p.used == 0 && !p.in_ring {
+        if p.used != 0 {
+            return;
+        }
+        // SAFETY: the page's segment is a live segment of this heap.
+        let seg = unsafe { SmallSegment::page_of(page.cast()).0 };
+        // SAFETY: as above.
+        if seg != self.spare && unsafe { (*seg).is_empty() } {
+            let spare = self.spare;
+            // SAFETY: the spare, if any, is a live segment of this heap.
+            if spare.is_null() || !unsafe { (*spare).is_empty() } {
+                self.spare = seg;
+            } else {
+                self.release_segment(seg);
+                return;
+            }
+        }
+        if !p.in_ring {
             p.in_ring = true;
             let oldest = core::mem::replace(&mut self.ring[self.ring_next], page);
             self.ring_next = (self.ring_next + 1) % RETAINED_EMPTY_PAGES;
@@ -209,11 +235,39 @@ impl Heap {
                 if !was_full {
                     self.unlink_segment(seg);
                 }
-                segment::destroy(NonNull::new_unchecked(seg).cast());
+                self.destroy_segment(seg);
             } else if was_full {
                 self.link_segment(seg);
             }
         }
+    }
+
+    /// Unmaps a segment none of whose pages holds a block.
+    fn release_segment(&mut self, seg: *mut SmallSegment) {
+        // SAFETY: `seg` is a live segment of this heap; its pages are empty,
+        // so each is in its class queue (never full) and maybe in the ring.
+        unsafe {
+            for page in (*seg).assigned_pages() {
+                self.unlink(page);
+                if (*page).in_ring {
+                    for slot in self.ring.iter_mut().filter(|slot| **slot == page) {
+                        *slot = null_mut();
+                    }
+                }
+            }
+            if (*seg).has_free_page() {
+                self.unlink_segment(seg);
+            }
+        }
+        self.destroy_segment(seg);
+    }
+
+    fn destroy_segment(&mut self, seg: *mut SmallSegment) {
+        if seg == self.spare {
+            self.spare = null_mut();
+        }
+        // SAFETY: the caller unlinked the segment and nothing refers to it.
+        unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     }
 
     fn new_page(&mut self, class: usize) -> Option<*mut Page> {

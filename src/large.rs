@@ -234,12 +234,14 @@ impl State {
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two); sizes above
-/// [`LARGE_MAX`] get a mapping of their own.
-pub fn alloc(size: usize, align: usize) -> *mut u8 {
+/// [`LARGE_MAX`] get a mapping of their own. Also says whether the block is
+/// known to read as zeros (fresh or purged pages), which spares `calloc` a
+/// `memset` that would make every page resident.
+pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let align = align.max(OS_PAGE);
-    let Some(bytes) = align_up(size, OS_PAGE) else { return null_mut() };
+    let Some(bytes) = align_up(size, OS_PAGE) else { return (null_mut(), false) };
     if bytes > LARGE_MAX || align > LARGE_MAX {
-        return alloc_huge(bytes, align);
+        return (alloc_huge(bytes, align), true);
     }
     let pages = bytes / OS_PAGE;
     // Room to move the start to an aligned page.
@@ -248,7 +250,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let mut run = state.find(search);
     if run.is_null() {
         if !state.grow() {
-            return null_mut();
+            return (null_mut(), false);
         }
         run = state.find(search);
     }
@@ -268,7 +270,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         state.insert(seg, start + pages, tail, flags);
     }
     seg.mark(start, pages, 0);
-    addr as *mut u8
+    (addr as *mut u8, flags & DIRTY == 0)
 }
 
 /// Frees a large block.
@@ -280,8 +282,64 @@ pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlo
     let mut state = LARGE.lock();
     // SAFETY: the segment is live (it holds `p`) and we hold the lock.
     let s = unsafe { &mut *seg };
-    let mut index = block_index(s, p)?;
-    let mut len = s.runs[index].len as usize;
+    let index = block_index(s, p)?;
+    let len = s.runs[index].len as usize;
+    // SAFETY: the run at `index` is a live block, now given up.
+    unsafe { release_run(&mut state, seg, index, len) };
+    Ok(())
+}
+
+/// Resizes a large block without moving it: shrinking gives the tail back,
+/// growing takes from a free run right after it. False when it cannot.
+///
+/// # Safety
+/// `seg` is a live large segment containing `p`, a live block of the caller.
+pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> bool {
+    let pages = new_size.div_ceil(OS_PAGE).max(1);
+    let seg = seg.as_ptr().cast::<LargeSegment>();
+    let mut state = LARGE.lock();
+    // SAFETY: as in `free`.
+    let s = unsafe { &mut *seg };
+    let Ok(index) = block_index(s, p) else { return false };
+    let len = s.runs[index].len as usize;
+    if pages < len {
+        s.mark(index, pages, 0);
+        // SAFETY: the tail is part of the caller's block, now given up.
+        unsafe { release_run(&mut state, seg, index + pages, len - pages) };
+        return true;
+    }
+    let right = index + len;
+    if pages == len {
+        return true;
+    }
+    if right >= RUNS || s.runs[right].flags & (FIRST | FREE) != FIRST | FREE {
+        return false;
+    }
+    let free_len = s.runs[right].len as usize;
+    if len + free_len < pages {
+        return false;
+    }
+    let dirty = s.runs[right].flags & DIRTY;
+    state.remove(s.run(right));
+    // The free run's first page is now inside the block: not a block start.
+    s.runs[right].flags = 0;
+    s.mark(index, pages, 0);
+    let rest = len + free_len - pages;
+    if rest > 0 {
+        state.insert(s, index + pages, rest, dirty);
+    }
+    true
+}
+
+/// Returns the run of `len` pages at `index` to the free bins, merged with
+/// free neighbours; unmaps (or keeps as the spare) a segment that became
+/// entirely free; purges once enough was freed.
+///
+/// # Safety
+/// The run is part of `seg` and no live block overlaps it; the lock is held.
+unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usize, mut len: usize) {
+    // SAFETY: per the contract.
+    let s = unsafe { &mut *seg };
     state.dirty += len * OS_PAGE;
     if index > HEADER_PAGES && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
         let left = index - s.runs[index - 1].len as usize;
@@ -302,14 +360,13 @@ pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlo
     if len == USABLE_PAGES {
         s.runs[index].flags = FREE;
         // SAFETY: the whole segment is free; nothing refers to it.
-        unsafe { retire(&mut state, seg) };
-        return Ok(());
+        unsafe { retire(state, seg) };
+        return;
     }
     state.insert(s, index, len, DIRTY);
     if state.dirty > DIRTY_LIMIT {
         state.purge_all();
     }
-    Ok(())
 }
 
 /// The page index of the block starting at `p`, if `p` is a live block.
@@ -347,19 +404,24 @@ unsafe fn retire(state: &mut State, seg: *mut LargeSegment) {
     }
 }
 
-/// Usable bytes of the large or huge block at `p`.
+/// Usable bytes of the large or huge block at `p`, if `p` is a live block.
 ///
 /// # Safety
-/// `seg` is the live segment holding `p`, a live block.
-pub unsafe fn usable_size(seg: NonNull<SegmentHeader>, p: *const u8) -> usize {
-    // SAFETY: per the contract.
+/// `seg` is a live large or huge segment containing `p`.
+pub unsafe fn usable_size(seg: NonNull<SegmentHeader>, p: *const u8) -> Result<usize, BadBlock> {
+    // SAFETY: per the contract; the large segment's table is read under the lock.
     unsafe {
         if (*seg.as_ptr()).kind == Kind::Huge {
             let h = seg.as_ptr().cast::<HugeHeader>();
-            return (*h).header.size - (p as usize - h as usize);
+            if (*h).user != p as usize {
+                return Err(BadBlock::Invalid);
+            }
+            return Ok((*h).header.size - (p as usize - h as usize));
         }
+        let _state = LARGE.lock();
         let s = &*seg.as_ptr().cast::<LargeSegment>();
-        s.runs[(p as usize - s as *const LargeSegment as usize) / OS_PAGE].len as usize * OS_PAGE
+        let index = block_index(s, p.cast_mut())?;
+        Ok(s.runs[index].len as usize * OS_PAGE)
     }
 }
 
@@ -384,6 +446,43 @@ fn alloc_huge(bytes: usize, align: usize) -> *mut u8 {
     // SAFETY: the header was just mapped and is ours.
     unsafe { (*h).user = user };
     user as *mut u8
+}
+
+/// Resizes a huge block to `new_size` (above [`LARGE_MAX`]) with `mremap`:
+/// in place when the neighbouring addresses allow, else by moving its pages
+/// (no copy) to a new aligned mapping. Null when no address space is left; the
+/// block is then unchanged.
+///
+/// # Safety
+/// `seg` is the live huge segment of `p`, a live block of the caller.
+pub unsafe fn resize_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> *mut u8 {
+    let h = seg.as_ptr().cast::<HugeHeader>();
+    // SAFETY: the header of a live huge segment is ours to read and update.
+    unsafe {
+        let offset = p as usize - h as usize;
+        let old = (*h).header.size;
+        let Some(new) = align_up(new_size, OS_PAGE).and_then(|b| b.checked_add(offset)) else {
+            return null_mut();
+        };
+        if os::remap_in_place(h.cast(), old, new) {
+            (*h).header.size = new;
+            return p;
+        }
+        let target = os::map_aligned(new, SEGMENT_SIZE);
+        if target.is_null() {
+            return null_mut();
+        }
+        if !os::remap_to(h.cast(), old, new, target) {
+            os::unmap(target, new);
+            return null_mut();
+        }
+        segment::forget(seg);
+        let moved = target.cast::<HugeHeader>();
+        (*moved).header.size = new;
+        (*moved).user = target as usize + offset;
+        segment::register(NonNull::new_unchecked(moved).cast());
+        (*moved).user as *mut u8
+    }
 }
 
 /// Frees a huge block.
@@ -418,9 +517,9 @@ mod tests {
     #[test]
     fn freed_neighbours_coalesce_and_bad_frees_are_refused() {
         let _serial = SERIAL.lock().unwrap();
-        let a = alloc(5 * OS_PAGE, OS_PAGE);
-        let b = alloc(5 * OS_PAGE, OS_PAGE);
-        let c = alloc(5 * OS_PAGE, OS_PAGE);
+        let (a, _) = alloc(5 * OS_PAGE, OS_PAGE);
+        let (b, _) = alloc(5 * OS_PAGE, OS_PAGE);
+        let (c, _) = alloc(5 * OS_PAGE, OS_PAGE);
         assert_eq!(b as usize - a as usize, 5 * OS_PAGE, "best fit carves consecutively");
         let seg = segment::find(b).unwrap();
         // SAFETY: the pointers are in `seg`; the bad frees are refused without
@@ -436,29 +535,30 @@ mod tests {
         free_ok(c);
         // All three and the rest of the segment merged: a block the size of
         // the three starts where `a` did.
-        let d = alloc(15 * OS_PAGE, OS_PAGE);
+        let (d, _) = alloc(15 * OS_PAGE, OS_PAGE);
         assert_eq!(d, a);
         // SAFETY: `d` is live.
-        assert_eq!(unsafe { usable_size(segment::find(d).unwrap(), d) }, 15 * OS_PAGE);
+        assert_eq!(unsafe { usable_size(segment::find(d).unwrap(), d) }, Ok(15 * OS_PAGE));
         free_ok(d);
     }
 
     #[test]
     fn alignment_and_huge_blocks() {
         let _serial = SERIAL.lock().unwrap();
-        let p = alloc(40_000, 64 * 1024);
+        let (p, _) = alloc(40_000, 64 * 1024);
         assert_eq!(p as usize % (64 * 1024), 0);
         free_ok(p);
-        let h = alloc(LARGE_MAX + 1, 8);
+        let (h, zeroed) = alloc(LARGE_MAX + 1, 8);
+        assert!(zeroed);
         assert_eq!(h as usize % OS_PAGE, 0);
         let seg = segment::find(h).unwrap();
         // SAFETY: `h` is live in `seg`.
         unsafe {
-            assert!(usable_size(seg, h) > LARGE_MAX);
+            assert!(usable_size(seg, h).unwrap() > LARGE_MAX);
             assert_eq!(free_huge(seg, h.add(OS_PAGE)), Err(BadBlock::Invalid));
             assert_eq!(free_huge(seg, h), Ok(()));
         }
         assert!(segment::find(h).is_none(), "a freed huge block is unmapped");
-        assert!(alloc(1 << 20, SEGMENT_SIZE).is_null(), "alignment beyond half a segment is refused");
+        assert!(alloc(1 << 20, SEGMENT_SIZE).0.is_null(), "alignment beyond half a segment is refused");
     }
 }

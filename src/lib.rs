@@ -12,6 +12,7 @@
 //! - [`large`]: the best-fit, coalescing region allocator above the largest class.
 //! - [`alloc`]: the entry points that route a request to the right layer.
 //! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
+//! - `malloc`: the malloc family for `LD_PRELOAD` (feature `malloc`, default).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod alloc;
@@ -19,6 +20,8 @@ mod error;
 pub mod ffi;
 mod heap;
 mod large;
+#[cfg(feature = "malloc")]
+pub mod malloc;
 mod options;
 mod os;
 mod page;

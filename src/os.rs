@@ -97,6 +97,7 @@ fn open_dev_zero() -> libc::c_int {
 /// nothing will use again.
 pub unsafe fn unmap(p: *mut u8, size: usize) {
     if size != 0 {
+        let _errno = SavedErrno::new();
         // SAFETY: the caller gives up the range.
         unsafe { libc::munmap(p.cast(), size) };
     }
@@ -109,8 +110,51 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
 /// `[p, p + size)` must be page-aligned mapped memory whose contents nobody needs.
 pub unsafe fn purge(p: *mut u8, size: usize) {
     if size != 0 {
+        let _errno = SavedErrno::new();
         // SAFETY: the caller gives up the contents of the range.
         unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Grows or shrinks a mapping in place; false when the neighbouring addresses
+/// are taken.
+///
+/// # Safety
+/// `[p, p + old)` must be a whole mapping made by this module.
+pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    let _errno = SavedErrno::new();
+    // SAFETY: without MREMAP_MAYMOVE the mapping keeps its address, and the
+    // caller owns it.
+    unsafe { libc::mremap(p.cast(), old, new, 0) != libc::MAP_FAILED }
+}
+
+/// Moves a mapping's pages to `target` (replacing the mapping there) and
+/// resizes it; the pages are moved, not copied.
+///
+/// # Safety
+/// `[p, p + old)` must be a whole mapping and `[target, target + new)` a
+/// mapping, both made by this module and owned by the caller.
+pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, target: *mut u8) -> bool {
+    let _errno = SavedErrno::new();
+    // SAFETY: MREMAP_FIXED replaces only the caller's own target mapping.
+    let r = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, target) };
+    r != libc::MAP_FAILED
+}
+
+/// Restores `errno` when dropped: `free` must leave `errno` as it found it,
+/// and its rare system calls (munmap, madvise, write) could change it.
+pub struct SavedErrno(libc::c_int);
+
+impl SavedErrno {
+    pub fn new() -> Self {
+        // SAFETY: __errno_location returns the calling thread's errno slot.
+        Self(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for SavedErrno {
+    fn drop(&mut self) {
+        set_errno(self.0);
     }
 }
 
@@ -123,6 +167,7 @@ pub fn set_errno(code: libc::c_int) {
 /// Writes bytes to standard error, ignoring failure: diagnostics must never
 /// make things worse.
 pub fn write_stderr(bytes: &[u8]) {
+    let _errno = SavedErrno::new();
     // SAFETY: the slice is valid for its length.
     unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
 }

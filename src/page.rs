@@ -248,6 +248,21 @@ impl SmallSegment {
         self.free_pages == ALL_PAGES
     }
 
+    /// The pages assigned to a class (empty or not).
+    pub fn assigned_pages(&mut self) -> impl Iterator<Item = *mut Page> + '_ {
+        let assigned = !self.free_pages & ALL_PAGES;
+        let pages = self.pages.as_mut_ptr();
+        // SAFETY: every index below PAGES_PER_SEGMENT is a page descriptor.
+        (0..PAGES_PER_SEGMENT).filter(move |i| assigned & (1 << i) != 0).map(move |i| unsafe { pages.add(i) })
+    }
+
+    /// Whether no page of the segment holds a block (scans the descriptors:
+    /// called only when a page becomes empty).
+    pub fn is_empty(&mut self) -> bool {
+        // SAFETY: assigned pages are live descriptors of this segment.
+        self.assigned_pages().all(|p| unsafe { (*p).used == 0 })
+    }
+
     /// Takes a free page (the lowest, to keep the used part of the segment
     /// compact) and assigns it to `class`.
     pub fn take_page(&mut self, class: usize) -> *mut Page {
@@ -267,8 +282,12 @@ impl SmallSegment {
     /// `page` is a page of this segment with no live block and in no list.
     pub unsafe fn release_page(&mut self, page: *mut Page) {
         let index = (page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
-        // SAFETY: per the contract, page is ours and unused.
-        unsafe { (*page).block_size.store(0, Relaxed) };
+        // SAFETY: per the contract, page is ours and unused. A zero bump
+        // pointer makes every pointer into the page fail `check`.
+        unsafe {
+            (*page).block_size.store(0, Relaxed);
+            (*page).bump.store(0, Relaxed);
+        }
         let (start, end) = self.page_area(index);
         // SAFETY: the page's blocks are all free, and `start` is OS-page
         // aligned (the header size is rounded), so no header byte is purged.

@@ -41,8 +41,18 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
     let base = NonNull::new(os::map_aligned(size, SEGMENT_SIZE))?.cast::<SegmentHeader>();
     // SAFETY: the mapping is fresh, writable, aligned and large enough.
     unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
-    segment_map::insert(base.as_ptr() as usize);
+    register(base);
     Some(base)
+}
+
+/// Records a segment whose header is in place (also after a segment moved).
+pub fn register(seg: NonNull<SegmentHeader>) {
+    segment_map::insert(seg.as_ptr() as usize);
+}
+
+/// Forgets a segment's address (before it is unmapped or moved).
+pub fn forget(seg: NonNull<SegmentHeader>) {
+    segment_map::remove(seg.as_ptr() as usize);
 }
 
 /// Unregisters and unmaps a segment.
@@ -50,7 +60,7 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
 /// # Safety
 /// `seg` came from [`create`], and nothing refers to its memory any more.
 pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
-    segment_map::remove(seg.as_ptr() as usize);
+    forget(seg);
     // SAFETY: the caller guarantees the segment is unused; its header says
     // how long the mapping is.
     unsafe { os::unmap(seg.as_ptr().cast(), (*seg.as_ptr()).size) };
