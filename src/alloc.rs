@@ -237,7 +237,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         os::set_errno(libc::EINVAL);
         return null_mut();
     };
-    let fits = new_size <= block.usable && p as usize % align == 0;
+    let fits = new_size <= block.usable && (p as usize).is_multiple_of(align);
     // SAFETY: `block` is the caller's live block.
     let in_place = unsafe {
         match block.kind {
