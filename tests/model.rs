@@ -60,8 +60,7 @@ proptest! {
                     let p = alloc(size, align) as usize;
                     prop_assert!(p != 0, "allocation of {} failed", size);
                     prop_assert_eq!(p % promised_align(size, align), 0, "size {} align {}", size, align);
-                    // SAFETY: `p` is a live block.
-                    let usable = unsafe { usable_size(p as *const u8) };
+                    let usable = usable_size(p as *const u8);
                     prop_assert!(usable >= size);
                     let span = size.max(1);
                     if let Some((&q, l)) = live.range(..p + span).next_back() {
