@@ -23,13 +23,16 @@ pub unsafe extern "C" fn deallocate(addr: *mut c_void) {
 /// Runs when the library is loaded (also under `dlopen`).
 extern "C" fn on_load() {
     alloc::init();
+    crate::fork::register();
 }
 
-/// Runs when the library is unloaded (or the process exits): gives back the
-/// memory the calling thread keeps cached. Live blocks stay valid: destructors
-/// that run after ours (other libraries', atexit handlers) may still use them,
-/// and may even allocate again.
+/// Runs when the library is unloaded (or the process exits): deletes the
+/// thread-exit key (its destructor's code may be about to disappear) and
+/// gives back the memory the calling thread keeps cached. Live blocks stay
+/// valid: destructors that run after ours (other libraries', atexit handlers)
+/// may still use them, and may even allocate again.
 extern "C" fn on_unload() {
+    crate::thread::fini();
     let heap = crate::thread::heap_if_any();
     if !heap.is_null() {
         // SAFETY: the calling thread owns its heap.

@@ -99,6 +99,18 @@ unsafe impl Send for State {}
 static LARGE: SpinLock<State> =
     SpinLock::new(State { bins: [null_mut(); BINS], nonempty: 0, dirty: 0, spare: null_mut() });
 
+/// Holds the large allocator's lock across `fork` (see [`crate::fork`]).
+pub fn lock_for_fork() {
+    LARGE.lock_forever();
+}
+
+/// # Safety
+/// After [`lock_for_fork`], in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { LARGE.force_unlock() };
+}
+
 /// Why a pointer into a large or huge segment is not a live block.
 pub use crate::page::BadBlock;
 

@@ -11,6 +11,7 @@
 //! - [`thread`]: which heap belongs to the calling thread, and what happens when it exits.
 //! - [`large`]: the best-fit, coalescing region allocator above the largest class.
 //! - [`alloc`]: the entry points that route a request to the right layer.
+//! - [`fork`]: `pthread_atfork` handlers, so a child can allocate.
 //! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
 //! - `malloc`: the malloc family for `LD_PRELOAD` (feature `malloc`, default).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -18,6 +19,7 @@
 pub mod alloc;
 mod error;
 pub mod ffi;
+mod fork;
 mod heap;
 mod large;
 #[cfg(feature = "malloc")]

@@ -40,6 +40,20 @@ impl<T> SpinLock<T> {
         }
         SpinGuard { lock: self }
     }
+
+    /// Takes the lock and keeps it past any guard (around `fork`).
+    pub fn lock_forever(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken with [`Self::lock_forever`].
+    ///
+    /// # Safety
+    /// The lock was taken with `lock_forever` by this thread (or, in a `fork`
+    /// child, by the thread that forked).
+    pub unsafe fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
 }
 
 pub struct SpinGuard<'a, T> {

@@ -48,6 +48,28 @@ pub fn init() {
     }
 }
 
+/// Deletes the thread-exit key when the library is unloaded: a thread that
+/// exits afterwards must not call a destructor whose code is gone.
+pub fn fini() {
+    let key = EXIT_KEY.swap(u32::MAX, Ordering::AcqRel);
+    if key != u32::MAX {
+        // SAFETY: the key was created by `init` and is deleted once.
+        unsafe { libc::pthread_key_delete(key as libc::pthread_key_t) };
+    }
+}
+
+/// Holds the heap pool's lock across `fork` (see [`crate::fork`]).
+pub fn lock_for_fork() {
+    POOL.lock_forever();
+}
+
+/// # Safety
+/// After [`lock_for_fork`], in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { POOL.force_unlock() };
+}
+
 /// The calling thread's heap, or null if it has none yet (or no longer).
 #[inline(always)]
 pub fn heap_if_any() -> *mut Heap {
