@@ -4,14 +4,17 @@ SHELL := /bin/bash
 LIB32 := target/i686-unknown-linux-gnu/release/libmemory.so
 LIB64 := target/x86_64-unknown-linux-gnu/release/libmemory.so
 
-.PHONY: all setup build demo test test-rust test-c lint clean
+PREFIX ?= /usr/local
+
+.PHONY: all setup build demo test test-rust test-c test-install lint install clean
 
 all: setup build demo
 
 # Idempotent: installs only what is missing (needs root for apt-get).
 setup:
 	@rustup target list --installed | grep -qx i686-unknown-linux-gnu || rustup target add i686-unknown-linux-gnu
-	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib; }
+	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] && command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib pkg-config sqlite3; }
 
 build: setup
 	cargo build --release
@@ -20,7 +23,7 @@ demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-c lint
+test: build test-rust test-c test-install lint
 
 test-rust:
 	cargo test --release
@@ -28,6 +31,25 @@ test-rust:
 test-c: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
+
+# Installs the 64-bit library in $(PREFIX)/lib, the 32-bit one in
+# $(PREFIX)/lib32, the header, and a pkg-config file for each.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib32/pkgconfig
+	install -m 644 include/memory.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(LIB64) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB32) $(DESTDIR)$(PREFIX)/lib32/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|lib|' pkg/memory.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/memory.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|lib32|' pkg/memory.pc.in > $(DESTDIR)$(PREFIX)/lib32/pkgconfig/memory.pc
+
+# Installs into a scratch prefix and builds a program through pkg-config.
+test-install: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(MAKE) -s install PREFIX=$$tmp && \
+	gcc -o $$tmp/check test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib/pkgconfig pkg-config --cflags --libs memory) && \
+	$$tmp/check && \
+	gcc -m32 -o $$tmp/check32 test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib32/pkgconfig pkg-config --cflags --libs memory) && \
+	$$tmp/check32
 
 lint:
 	cargo fmt --all -- --check
