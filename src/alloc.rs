@@ -129,18 +129,32 @@ fn route(size: usize, align: usize) -> Route {
 /// afterwards.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
-    if p.is_null() {
-        return;
+    match segment::find(p) {
+        // SAFETY: `find` returned a live segment of ours that contains `p`.
+        Some(seg) if unsafe { (*seg.as_ptr()).kind } == Kind::Small => free_small(p),
+        // SAFETY: as above, or no segment.
+        found => unsafe { free_other(found, p) },
     }
-    let Some(seg) = segment::find(p) else {
-        return error::report(Misuse::Foreign, p, None);
+}
+
+/// Frees what is not a small block: null, foreign pointers, large and huge
+/// blocks. Out of line, so the small path needs no stack frame.
+///
+/// # Safety
+/// `seg` is `segment::find(p)`.
+#[inline(never)]
+unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
+    let Some(seg) = seg else {
+        if !p.is_null() {
+            error::report(Misuse::Foreign, p, None);
+        }
+        return;
     };
-    // SAFETY: `find` returned a live segment of ours that contains `p`.
+    // SAFETY: per the contract, a live segment containing `p`.
     let result = unsafe {
         match (*seg.as_ptr()).kind {
-            Kind::Small => return free_small(p),
             Kind::Large => large::free(seg, p),
-            Kind::Huge => large::free_huge(seg, p),
+            _ => large::free_huge(seg, p),
         }
     };
     if let Err(bad) = result {
@@ -169,6 +183,7 @@ fn free_small(p: *mut u8) {
 }
 
 #[cold]
+#[inline(never)]
 fn report(bad: BadBlock, p: *const u8, block_size: Option<usize>) {
     let kind = match bad {
         BadBlock::DoubleFree => Misuse::DoubleFree,

@@ -106,6 +106,7 @@ impl Heap {
     ///
     /// # Safety
     /// `block` passed [`Page::check`] on a page of this heap.
+    #[inline(never)]
     pub unsafe fn free_remote(&self, block: *mut Block) {
         let mut head = self.remote.load(Ordering::Relaxed);
         loop {
@@ -183,6 +184,7 @@ impl Heap {
 
     /// A page became empty, or got a free block while full.
     #[cold]
+    #[inline(never)]
     fn page_changed(&mut self, page: *mut Page) {
         // SAFETY: the page is a live page of this heap.
         let p = unsafe { &mut *page };
