@@ -91,7 +91,7 @@ fn alloc_small(size: usize) -> *mut u8 {
         return null_mut();
     }
     // SAFETY: the calling thread owns its heap.
-    unsafe { (*heap).alloc(class_of(size)) }
+    unsafe { (*heap).alloc(class_of(size), size) }
 }
 
 /// Where a request goes: a small class (with the size that gives the

@@ -2,7 +2,9 @@
 //! library's initialisation and finalisation routines.
 
 use crate::alloc;
-use core::ffi::c_void;
+use crate::options;
+use crate::stats::{self, MemoryStats};
+use core::ffi::{c_int, c_void};
 
 /// `void *allocate(unsigned int size)`: malloc semantics.
 #[unsafe(no_mangle)]
@@ -20,6 +22,27 @@ pub unsafe extern "C" fn deallocate(addr: *mut c_void) {
     unsafe { alloc::free(addr.cast()) };
 }
 
+/// `int memory_stats(struct memory_stats *out)`: fills `out` with a snapshot
+/// of the allocator's counters; returns 0, or -1 if `out` is null.
+///
+/// # Safety
+/// `out` is null or valid for writing a `struct memory_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memory_stats(out: *mut MemoryStats) -> c_int {
+    if out.is_null() {
+        return -1;
+    }
+    // SAFETY: per the contract.
+    unsafe { out.write(stats::snapshot()) };
+    0
+}
+
+/// `void memory_stats_print(int fd)`: writes the statistics as a table.
+#[unsafe(no_mangle)]
+pub extern "C" fn memory_stats_print(fd: c_int) {
+    stats::print(fd);
+}
+
 /// Runs when the library is loaded (also under `dlopen`).
 extern "C" fn on_load() {
     alloc::init();
@@ -33,6 +56,9 @@ extern "C" fn on_load() {
 /// may still use them, and may even allocate again.
 extern "C" fn on_unload() {
     crate::thread::fini();
+    if options::print_stats() {
+        stats::print(2);
+    }
     let heap = crate::thread::heap_if_any();
     if !heap.is_null() {
         // SAFETY: the calling thread owns its heap.

@@ -9,19 +9,21 @@
 //! claims it for a moment and does the owner's work, so its memory is
 //! reclaimed even if no thread is ever created again.
 
+use crate::options;
 use crate::page::{Block, Page, SmallSegment};
 use crate::segment;
 use crate::size_class::NUM_CLASSES;
+use crate::stats::{ClassCounters, Counter};
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-/// How many emptied pages a heap keeps before giving the oldest back to the
-/// system (4 MiB of 64 KiB pages). Measured on a batch workload (4 threads,
+/// How many emptied pages a heap keeps at most before giving the oldest back
+/// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it). Measured on a batch workload (4 threads,
 /// rounds of 1000 blocks of 1..3000 bytes allocated then all freed: about 50
 /// pages per round): 8 retained pages made 44,000 `madvise` calls and took
 /// 0.53 s, 32 took 25,000 calls, 64 took 257 calls and 0.11 s. After a program
 /// frees everything, a live thread keeps at most this much resident.
-const RETAINED_EMPTY_PAGES: usize = 64;
+const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
 
 pub struct Heap {
     /// Whether a thread owns the heap (or claims it while it is abandoned).
@@ -42,6 +44,11 @@ pub struct Heap {
     spare: *mut SmallSegment,
     /// Link in the pool of heaps (see [`crate::thread`]).
     pub pool_next: *mut Heap,
+    /// Link in the list of every heap ever made (for statistics).
+    pub all_next: *mut Heap,
+    pub counters: [ClassCounters; NUM_CLASSES],
+    /// Blocks other threads freed into this heap.
+    pub remote_frees: Counter,
 }
 
 impl Heap {
@@ -50,18 +57,28 @@ impl Heap {
         self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
     }
 
-    /// Allocates a block of `class`.
+    /// Allocates a block of `class` for a request of `size` bytes.
     #[inline(always)]
-    pub fn alloc(&mut self, class: usize) -> *mut u8 {
+    pub fn alloc(&mut self, class: usize, size: usize) -> *mut u8 {
+        // Lets the compiler drop the bounds checks below (`class_of` keeps
+        // this); a violated invariant still panics, in the cold path.
+        assert!(class < NUM_CLASSES);
         let page = self.queues[class];
+        let mut p = core::ptr::null_mut();
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
-            let p = unsafe { (*page).pop() };
-            if !p.is_null() {
+            p = unsafe { (*page).pop() };
+        }
+        if p.is_null() {
+            p = self.alloc_slow(class);
+            if p.is_null() {
                 return p;
             }
         }
-        self.alloc_slow(class)
+        let counters = &self.counters[class];
+        counters.allocations.add(1);
+        counters.requested.add(size as u64);
+        p
     }
 
     #[inline(never)]
@@ -96,6 +113,8 @@ impl Heap {
     /// The caller owns the heap; `block` passed [`Page::check`] on `page`.
     #[inline(always)]
     pub unsafe fn free_local(&mut self, page: *mut Page, block: *mut Block) {
+        // SAFETY: per the contract. Page classes are below NUM_CLASSES.
+        unsafe { self.counters.get_unchecked((*page).class as usize).frees.add(1) };
         // SAFETY: per the contract.
         if unsafe { (*page).push(block) } {
             self.page_changed(page);
@@ -171,10 +190,11 @@ impl Heap {
         }
         let mut block = self.remote.swap(null_mut(), Ordering::Acquire);
         while !block.is_null() {
+            self.remote_frees.add(1);
             // SAFETY: blocks on the remote list are validated blocks of this
             // heap's pages, linked by `free_remote`.
             unsafe {
-                let next = (*block).next;
+                let next = Block::next(block);
                 let (_, page) = SmallSegment::page_of(block.cast());
                 self.free_local(page, block);
                 block = next;
@@ -208,10 +228,13 @@ impl Heap {
                 return;
             }
         }
-        if !p.in_ring {
+        let capacity = options::retain_pages();
+        if capacity == 0 {
+            self.unretain(page);
+        } else if !p.in_ring {
             p.in_ring = true;
             let oldest = core::mem::replace(&mut self.ring[self.ring_next], page);
-            self.ring_next = (self.ring_next + 1) % RETAINED_EMPTY_PAGES;
+            self.ring_next = (self.ring_next + 1) % capacity;
             if !oldest.is_null() {
                 self.unretain(oldest);
             }

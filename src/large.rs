@@ -13,26 +13,24 @@
 //! Above `LARGE_MAX` a request gets a segment of its own (a *huge* block),
 //! unmapped when freed.
 //!
-//! Release policy: freed runs stay resident until [`DIRTY_LIMIT`] bytes have
-//! been freed, then every free run is purged at once; a segment that becomes
+//! Release policy: freed runs stay resident until `MALLOCATOR_DIRTY_KIB`
+//! (default 2 MiB) bytes have been freed, then every free run is purged at
+//! once. Purging costs a system call per run and page faults on reuse; 2 MiB
+//! is about the L2+L3 share of a core, what a program recycling large buffers
+//! would reuse while still warm; a segment that becomes
 //! entirely free is unmapped, except one spare (purged) to absorb a program
 //! that allocates and frees one large block in a loop.
 
 use crate::os::{self, OS_PAGE, align_up};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
 use crate::sync::SpinLock;
+use crate::{options, stats};
 use core::ptr::{NonNull, null_mut};
 
 /// Above this a block gets its own mapping: a quarter segment keeps the best
 /// fit from stranding most of a segment behind one block (1 MiB on x86_64,
 /// 512 KiB on i686; glibc's mmap threshold starts at 128 KiB).
 pub const LARGE_MAX: usize = SEGMENT_SIZE / 4;
-
-/// Bytes freed between two purges of free runs. Purging costs a system call
-/// per run and page faults on reuse; keeping it bounded keeps the resident
-/// size close to the live size (2 MiB is about the L2+L3 share of a core, the
-/// amount a program recycling large buffers would reuse while still warm).
-const DIRTY_LIMIT: usize = 2 << 20;
 
 const RUNS: usize = SEGMENT_SIZE / OS_PAGE;
 
@@ -61,9 +59,18 @@ struct LargeSegment {
 
 /// Pages at the start of a large segment taken by its header.
 const HEADER_PAGES: usize = size_of::<LargeSegment>().div_ceil(OS_PAGE);
+const _: () = assert!(2 * (LARGE_MAX / OS_PAGE) < RUNS - HEADER_PAGES - 1, "an aligned LARGE_MAX block fits");
+
+/// The first page a large segment hands out: after the header, and in secure
+/// mode after a guard page.
+fn first_page() -> usize {
+    HEADER_PAGES + options::secure() as usize
+}
+
 /// Pages a large segment can hand out.
-const USABLE_PAGES: usize = RUNS - HEADER_PAGES;
-const _: () = assert!(LARGE_MAX / OS_PAGE <= USABLE_PAGES);
+fn usable_pages() -> usize {
+    RUNS - first_page()
+}
 
 /// Free runs of 1..=32 pages have a bin each; longer ones four bins per
 /// doubling. 53 bins, so one `u64` says which are non-empty.
@@ -219,8 +226,14 @@ impl State {
         } else {
             core::mem::replace(&mut self.spare, null_mut())
         };
-        // SAFETY: the segment is live and its header ours (we hold the lock).
-        self.insert(unsafe { &mut *seg }, HEADER_PAGES, USABLE_PAGES, 0);
+        // SAFETY: the segment is live and its header ours (we hold the lock);
+        // the guard page is part of the fresh mapping.
+        unsafe {
+            if options::secure() {
+                os::protect((*seg).page_addr(HEADER_PAGES) as *mut u8, OS_PAGE);
+            }
+            self.insert(&mut *seg, first_page(), usable_pages(), 0);
+        }
         true
     }
 
@@ -282,6 +295,8 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         state.insert(seg, start + pages, tail, flags);
     }
     seg.mark(start, pages, 0);
+    stats::LARGE_ALLOCATIONS.add(1);
+    stats::LARGE_LIVE_BYTES.add(bytes as u64);
     (addr as *mut u8, flags & DIRTY == 0)
 }
 
@@ -296,6 +311,8 @@ pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlo
     let s = unsafe { &mut *seg };
     let index = block_index(s, p)?;
     let len = s.runs[index].len as usize;
+    stats::LARGE_FREES.add(1);
+    stats::LARGE_LIVE_BYTES.sub((len * OS_PAGE) as u64);
     // SAFETY: the run at `index` is a live block, now given up.
     unsafe { release_run(&mut state, seg, index, len) };
     Ok(())
@@ -315,6 +332,7 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
     let Ok(index) = block_index(s, p) else { return false };
     let len = s.runs[index].len as usize;
     if pages < len {
+        stats::LARGE_LIVE_BYTES.sub(((len - pages) * OS_PAGE) as u64);
         s.mark(index, pages, 0);
         // SAFETY: the tail is part of the caller's block, now given up.
         unsafe { release_run(&mut state, seg, index + pages, len - pages) };
@@ -331,6 +349,7 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
     if len + free_len < pages {
         return false;
     }
+    stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
     let dirty = s.runs[right].flags & DIRTY;
     state.remove(s.run(right));
     // The free run's first page is now inside the block: not a block start.
@@ -353,7 +372,7 @@ unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usiz
     // SAFETY: per the contract.
     let s = unsafe { &mut *seg };
     state.dirty += len * OS_PAGE;
-    if index > HEADER_PAGES && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
+    if index > first_page() && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
         let left = index - s.runs[index - 1].len as usize;
         state.remove(s.run(left));
         // A tombstone: a second free of this address reports a double free.
@@ -369,14 +388,14 @@ unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usiz
         s.runs[right - 1].flags &= !LAST;
         len += s.runs[right].len as usize;
     }
-    if len == USABLE_PAGES {
+    if len == usable_pages() {
         s.runs[index].flags = FREE;
         // SAFETY: the whole segment is free; nothing refers to it.
         unsafe { retire(state, seg) };
         return;
     }
     state.insert(s, index, len, DIRTY);
-    if state.dirty > DIRTY_LIMIT {
+    if state.dirty > options::dirty_limit() {
         state.purge_all();
     }
 }
@@ -385,7 +404,7 @@ unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usiz
 fn block_index(s: &LargeSegment, p: *mut u8) -> Result<usize, BadBlock> {
     let offset = p as usize - s as *const LargeSegment as usize;
     let index = offset / OS_PAGE;
-    if !offset.is_multiple_of(OS_PAGE) || index < HEADER_PAGES {
+    if !offset.is_multiple_of(OS_PAGE) || index < first_page() {
         return Err(BadBlock::Invalid);
     }
     let flags = s.runs[index].flags;
@@ -406,9 +425,9 @@ fn block_index(s: &LargeSegment, p: *mut u8) -> Result<usize, BadBlock> {
 unsafe fn retire(state: &mut State, seg: *mut LargeSegment) {
     // SAFETY: per the contract the usable area holds no live block.
     unsafe {
-        let area = (*seg).page_addr(HEADER_PAGES) as *mut u8;
+        let area = (*seg).page_addr(first_page()) as *mut u8;
         if state.spare.is_null() {
-            os::purge(area, USABLE_PAGES * OS_PAGE);
+            os::purge(area, usable_pages() * OS_PAGE);
             state.spare = seg;
         } else {
             segment::destroy(NonNull::new_unchecked(seg).cast());
@@ -457,6 +476,8 @@ fn alloc_huge(bytes: usize, align: usize) -> *mut u8 {
     let user = h as usize + offset;
     // SAFETY: the header was just mapped and is ours.
     unsafe { (*h).user = user };
+    stats::HUGE_ALLOCATIONS.add(1);
+    stats::HUGE_LIVE_BYTES.add(total as u64);
     user as *mut u8
 }
 
@@ -478,6 +499,9 @@ pub unsafe fn resize_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usi
         };
         if os::remap_in_place(h.cast(), old, new) {
             (*h).header.size = new;
+            stats::resized(old, new);
+            stats::HUGE_LIVE_BYTES.add(new as u64);
+            stats::HUGE_LIVE_BYTES.sub(old as u64);
             return p;
         }
         let target = os::map_aligned(new, SEGMENT_SIZE);
@@ -489,6 +513,10 @@ pub unsafe fn resize_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usi
             return null_mut();
         }
         segment::forget(seg);
+        // The target mapping was counted when made; the old one is gone.
+        stats::resized(old, 0);
+        stats::HUGE_LIVE_BYTES.add(new as u64);
+        stats::HUGE_LIVE_BYTES.sub(old as u64);
         let moved = target.cast::<HugeHeader>();
         (*moved).header.size = new;
         (*moved).user = target as usize + offset;
@@ -507,6 +535,9 @@ pub unsafe fn free_huge(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), B
     if unsafe { (*h).user } != p as usize {
         return Err(BadBlock::Invalid);
     }
+    stats::HUGE_FREES.add(1);
+    // SAFETY: as above.
+    stats::HUGE_LIVE_BYTES.sub(unsafe { (*h).header.size } as u64);
     // SAFETY: `p` was the segment's only block, now freed.
     unsafe { segment::destroy(seg) };
     Ok(())

@@ -12,6 +12,7 @@
 //! - [`large`]: the best-fit, coalescing region allocator above the largest class.
 //! - [`alloc`]: the entry points that route a request to the right layer.
 //! - [`fork`]: `pthread_atfork` handlers, so a child can allocate.
+//! - [`stats`]: counters per class and per event, merged on read.
 //! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
 //! - `malloc`: the malloc family for `LD_PRELOAD` (feature `malloc`, default).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -30,7 +31,9 @@ mod page;
 mod segment;
 mod segment_map;
 pub mod size_class;
+pub mod stats;
 mod sync;
+mod text;
 mod thread;
 
 pub use alloc::Mallocator;

@@ -1,27 +1,112 @@
 //! Run-time options, read once from the environment at initialisation
 //! (`getenv` only reads `environ`: no allocation). The README's option table
-//! lists them.
+//! lists them; each has a default that needs no setting.
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
-/// `MALLOCATOR_ON_ERROR=abort`: a bad free aborts the process instead of
-/// being reported and ignored.
+/// `MALLOCATOR_ON_ERROR=abort`: a bad free aborts instead of being reported
+/// and ignored.
 static ABORT_ON_ERROR: AtomicBool = AtomicBool::new(false);
+/// `MALLOCATOR_STATS=1`: print the statistics table to stderr at exit.
+static PRINT_STATS: AtomicBool = AtomicBool::new(false);
+/// `MALLOCATOR_VERBOSE=1`: one line on stderr per mapping made or returned.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+/// `MALLOCATOR_SECURE=1`: guard pages after segment headers and a shuffled
+/// order of fresh blocks in each page.
+static SECURE: AtomicBool = AtomicBool::new(false);
+/// `MALLOCATOR_RETAIN_PAGES=n` (0..=64, default 64): emptied small pages a
+/// thread keeps before purging.
+static RETAIN_PAGES: AtomicUsize = AtomicUsize::new(MAX_RETAIN_PAGES);
+/// `MALLOCATOR_DIRTY_KIB=n` (default 2048): KiB of freed large blocks kept
+/// resident before they are purged.
+static DIRTY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_DIRTY_KIB << 10);
+
+/// The ring of emptied pages has this many slots (see `heap.rs` for the
+/// measurement behind the default).
+pub const MAX_RETAIN_PAGES: usize = 64;
+/// Freed large runs stay resident up to this (see `large.rs`).
+const DEFAULT_DIRTY_KIB: usize = 2048;
 
 pub fn init() {
-    ABORT_ON_ERROR.store(env_is(c"MALLOCATOR_ON_ERROR", b"abort"), Relaxed);
+    ABORT_ON_ERROR.store(env(c"MALLOCATOR_ON_ERROR") == Some(b"abort"), Relaxed);
+    PRINT_STATS.store(env_flag(c"MALLOCATOR_STATS"), Relaxed);
+    VERBOSE.store(env_flag(c"MALLOCATOR_VERBOSE"), Relaxed);
+    SECURE.store(env_flag(c"MALLOCATOR_SECURE"), Relaxed);
+    if let Some(n) = env_number(c"MALLOCATOR_RETAIN_PAGES") {
+        RETAIN_PAGES.store(n.min(MAX_RETAIN_PAGES), Relaxed);
+    }
+    if let Some(kib) = env_number(c"MALLOCATOR_DIRTY_KIB") {
+        DIRTY_LIMIT.store(kib.saturating_mul(1024), Relaxed);
+    }
+    if let Some(n) = env_number(c"MALLOCATOR_FAIL_MMAP") {
+        crate::os::fail_nth_map(n as u64);
+    }
 }
 
 pub fn abort_on_error() -> bool {
     ABORT_ON_ERROR.load(Relaxed)
 }
 
-fn env_is(name: &CStr, value: &[u8]) -> bool {
+pub fn print_stats() -> bool {
+    PRINT_STATS.load(Relaxed)
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(Relaxed)
+}
+
+pub fn secure() -> bool {
+    SECURE.load(Relaxed)
+}
+
+pub fn retain_pages() -> usize {
+    RETAIN_PAGES.load(Relaxed)
+}
+
+pub fn dirty_limit() -> usize {
+    DIRTY_LIMIT.load(Relaxed)
+}
+
+fn env(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: `name` is NUL-terminated; the result, if not null, is a
-    // NUL-terminated string owned by the environment.
+    // NUL-terminated string owned by the environment, which outlives us.
     unsafe {
         let v = libc::getenv(name.as_ptr());
-        !v.is_null() && CStr::from_ptr(v).to_bytes() == value
+        (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
+    }
+}
+
+/// Set, and not "0".
+fn env_flag(name: &CStr) -> bool {
+    env(name).is_some_and(|v| !v.is_empty() && v != b"0")
+}
+
+fn env_number(name: &CStr) -> Option<usize> {
+    parse_number(env(name)?)
+}
+
+/// A decimal number; None for anything else (the default then stays).
+fn parse_number(s: &[u8]) -> Option<usize> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0usize, |n, &c| {
+        if c.is_ascii_digit() { n.checked_mul(10)?.checked_add((c - b'0') as usize) } else { None }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_strictly() {
+        assert_eq!(parse_number(b"2048"), Some(2048));
+        assert_eq!(parse_number(b"0"), Some(0));
+        assert_eq!(parse_number(b""), None);
+        assert_eq!(parse_number(b"12k"), None);
+        assert_eq!(parse_number(b"-1"), None);
+        assert_eq!(parse_number(b"99999999999999999999999999"), None);
     }
 }

@@ -6,7 +6,10 @@
 //! thread-cancellation point (`openat`, `close`): cancelling a thread inside
 //! `malloc` must not leave a lock held.
 
+use crate::text::Line;
+use crate::{options, stats};
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The hardware page: the unit of `mmap`, `munmap` and `madvise` on x86.
 pub const OS_PAGE: usize = 4096;
@@ -22,6 +25,23 @@ pub const fn align_up(n: usize, align: usize) -> Option<usize> {
 /// Maps `size` bytes of zero memory aligned to `align` (a power of two, at
 /// least [`OS_PAGE`]). Returns null when the system refuses.
 pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    let p = map_aligned_uncounted(size, align);
+    if !p.is_null() {
+        stats::mapped(size);
+        if options::verbose() {
+            Line::new()
+                .push(b"mallocator: mapped ")
+                .dec(size as u64)
+                .push(b" bytes at 0x")
+                .hex(p as usize)
+                .push(b"\n")
+                .write_to(2);
+        }
+    }
+    p
+}
+
+fn map_aligned_uncounted(size: usize, align: usize) -> *mut u8 {
     debug_assert!(size.is_multiple_of(OS_PAGE) && align.is_power_of_two() && align >= OS_PAGE);
     if align == OS_PAGE {
         return map(size);
@@ -37,8 +57,8 @@ pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
             // SAFETY: both trimmed ranges lie inside the mapping just made and
             // nothing else refers to them.
             unsafe {
-                unmap(raw, front);
-                unmap((start + size) as *mut u8, back);
+                trim(raw, front);
+                trim((start + size) as *mut u8, back);
             }
             return start as *mut u8;
         }
@@ -50,13 +70,37 @@ pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
         return raw;
     }
     // SAFETY: `raw` (if not null) is the mapping just made, unused.
-    unsafe { unmap(raw, size) };
+    unsafe { trim(raw, size) };
     null_mut()
+}
+
+/// Unmaps part of a mapping being made (not counted as returned memory).
+///
+/// # Safety
+/// The range is unused memory of a mapping made here.
+unsafe fn trim(p: *mut u8, size: usize) {
+    if size != 0 && !p.is_null() {
+        // SAFETY: per the contract.
+        unsafe { libc::munmap(p.cast(), size) };
+    }
+}
+
+/// Counts calls to `map`; the call numbered `FAIL_AT` fails (fault injection
+/// for tests: `MALLOCATOR_FAIL_MMAP=n` or [`fail_nth_map`]).
+static MAP_CALLS: AtomicU64 = AtomicU64::new(0);
+static FAIL_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the `n`-th mapping attempt from now fail as if the system refused
+/// (`n = 0` cancels).
+pub fn fail_nth_map(n: u64) {
+    let at = if n == 0 { 0 } else { MAP_CALLS.load(Ordering::Relaxed) + n };
+    FAIL_AT.store(at, Ordering::Relaxed);
 }
 
 /// Maps `size` bytes (a multiple of [`OS_PAGE`]) of zero memory.
 fn map(size: usize) -> *mut u8 {
-    if size == 0 {
+    let call = MAP_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    if size == 0 || call == FAIL_AT.load(Ordering::Relaxed) {
         return null_mut();
     }
     let fd = open_dev_zero();
@@ -100,6 +144,16 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
         let _errno = SavedErrno::new();
         // SAFETY: the caller gives up the range.
         unsafe { libc::munmap(p.cast(), size) };
+        stats::unmapped(size);
+        if options::verbose() {
+            Line::new()
+                .push(b"mallocator: unmapped ")
+                .dec(size as u64)
+                .push(b" bytes at 0x")
+                .hex(p as usize)
+                .push(b"\n")
+                .write_to(2);
+        }
     }
 }
 
@@ -113,7 +167,17 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
         let _errno = SavedErrno::new();
         // SAFETY: the caller gives up the contents of the range.
         unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
+        stats::PURGED.add(size as u64);
     }
+}
+
+/// Makes a page inaccessible (a guard page: touching it faults).
+///
+/// # Safety
+/// `[p, p + size)` is page-aligned memory of a mapping made here, unused.
+pub unsafe fn protect(p: *mut u8, size: usize) {
+    // SAFETY: per the contract.
+    unsafe { libc::mprotect(p.cast(), size, libc::PROT_NONE) };
 }
 
 /// Grows or shrinks a mapping in place; false when the neighbouring addresses
@@ -164,12 +228,12 @@ pub fn set_errno(code: libc::c_int) {
     unsafe { *libc::__errno_location() = code };
 }
 
-/// Writes bytes to standard error, ignoring failure: diagnostics must never
-/// make things worse.
-pub fn write_stderr(bytes: &[u8]) {
+/// Writes bytes to a file descriptor, ignoring failure: diagnostics must
+/// never make things worse.
+pub fn write_fd(fd: i32, bytes: &[u8]) {
     let _errno = SavedErrno::new();
     // SAFETY: the slice is valid for its length.
-    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
 }
 
 /// Fills `buf` from the kernel's random source; returns false when it cannot.

@@ -20,6 +20,7 @@ use crate::heap::Heap;
 use crate::os::{self, OS_PAGE};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
 use crate::size_class::{MAX_SMALL, class_size};
+use crate::{error, options};
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -40,17 +41,36 @@ pub fn set_key(key: usize) {
     KEY.store(key | 1, Relaxed);
 }
 
-/// The first two words of a free block.
+/// The first two words of a free block: the free-list link, encoded with
+/// the secret (a stray write of a plausible pointer does not redirect the
+/// list), and the marker.
 #[repr(C)]
 pub struct Block {
-    pub next: *mut Block,
+    next: usize,
     marker: usize,
+}
+
+/// The link is encoded with the secret rotated by half a word, so that link
+/// and marker words differ even when `next` is the block itself.
+#[inline(always)]
+fn link_key(key: usize) -> usize {
+    key.rotate_left(usize::BITS / 2)
 }
 
 impl Block {
     #[inline(always)]
     fn expected_marker(this: *const Block) -> usize {
         this as usize ^ KEY.load(Relaxed)
+    }
+
+    /// The next block on the list.
+    ///
+    /// # Safety
+    /// `this` is a block on a free list.
+    #[inline(always)]
+    pub unsafe fn next(this: *const Block) -> *mut Block {
+        // SAFETY: per the contract the block's words are readable.
+        (unsafe { (*this).next } ^ link_key(KEY.load(Relaxed))) as *mut Block
     }
 
     /// Whether the block carries the free marker: it is on some free list.
@@ -69,8 +89,9 @@ impl Block {
     /// The caller owns the block's memory (it was just freed).
     #[inline(always)]
     pub unsafe fn set_free(this: *mut Block, next: *mut Block) {
+        let key = KEY.load(Relaxed);
         // SAFETY: per the contract.
-        unsafe { this.write(Block { next, marker: Self::expected_marker(this) }) };
+        unsafe { this.write(Block { next: next as usize ^ link_key(key), marker: this as usize ^ key }) };
     }
 }
 
@@ -120,7 +141,7 @@ pub struct SmallSegment {
 /// Bytes before the first block of page 0: the header, rounded to the OS page
 /// so that purging page 0 never touches it.
 const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
-const _: () = assert!(HEADER_SIZE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
+const _: () = assert!(HEADER_SIZE + OS_PAGE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
 const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
 
 /// Why a pointer into a small segment is not a live block.
@@ -135,13 +156,23 @@ pub enum BadBlock {
 impl Page {
     /// Takes a free block, or null when the page has none. The hot path of
     /// every small allocation.
+    ///
+    /// A free block whose marker is gone, or whose link leaves the page, was
+    /// written after it was freed: the process aborts with a report rather
+    /// than hand out memory the free list no longer describes.
     #[inline(always)]
     pub fn pop(&mut self) -> *mut u8 {
         let block = self.free;
         if !block.is_null() {
+            let key = KEY.load(Relaxed);
             // SAFETY: blocks on the free list are ours to read and write.
             unsafe {
-                self.free = (*block).next;
+                let next = (*block).next ^ link_key(key);
+                let intact = (*block).marker == block as usize ^ key;
+                if !intact || (next != 0 && (next ^ block as usize) >= PAGE_SIZE) {
+                    error::corrupted(block.cast());
+                }
+                self.free = next as *mut Block;
                 (*block).marker = 0;
             }
             self.used += 1;
@@ -164,6 +195,7 @@ impl Page {
     /// the caller owns the page's heap.
     #[inline(always)]
     pub unsafe fn push(&mut self, block: *mut Block) -> bool {
+        debug_assert!(block as usize ^ self.start.load(Relaxed) < PAGE_SIZE);
         // SAFETY: per the contract the block is ours now.
         unsafe { Block::set_free(block, self.free) };
         self.free = block;
@@ -213,16 +245,64 @@ impl Page {
     }
 }
 
+impl Page {
+    /// Secure mode: puts every block of a fresh page on the free list in a
+    /// random order (a random start and a random stride coprime with the
+    /// block count visit each block once), so the address of the next block
+    /// cannot be predicted from the last. Costs a write to every block.
+    fn shuffle(&mut self, seed: u64) {
+        let size = self.block_size.load(Relaxed);
+        let start = self.start.load(Relaxed);
+        let n = (self.end - start) / size;
+        let mut rng = seed;
+        let first = (splitmix64(&mut rng) % n as u64) as usize;
+        let mut stride = if n > 1 { 1 + (splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
+        while gcd(stride, n) != 1 {
+            stride = stride % (n - 1) + 1;
+        }
+        for i in (0..n).rev() {
+            let block = (start + (first + i * stride) % n * size) as *mut Block;
+            // SAFETY: the block lies in this fresh page, which no one uses yet.
+            unsafe { Block::set_free(block, self.free) };
+            self.free = block;
+        }
+        self.bump.store(self.end, Relaxed);
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A well-mixed 64-bit step (Steele et al.'s SplitMix64).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Pages shuffled so far: varies the seed between pages at one address.
+static SHUFFLES: AtomicUsize = AtomicUsize::new(0);
+
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
     pub fn create(heap: *mut Heap) -> Option<NonNull<SmallSegment>> {
         let seg = segment::create(Kind::Small, SEGMENT_SIZE)?.cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
-        // is a valid `Page` (a free page with null links).
+        // is a valid `Page` (a free page with null links). The guard page
+        // lies between the header and page 0's first block.
         unsafe {
             let s = &mut *seg.as_ptr();
             s.heap = heap;
             s.free_pages = ALL_PAGES;
+            if options::secure() {
+                os::protect(seg.as_ptr().cast::<u8>().add(HEADER_SIZE), OS_PAGE);
+            }
         }
         Some(seg)
     }
@@ -272,6 +352,10 @@ impl SmallSegment {
         let (start, end) = self.page_area(index);
         let page = &mut self.pages[index];
         page.assign(class, start, end);
+        if options::secure() {
+            let seed = (start ^ KEY.load(Relaxed)) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+            page.shuffle(seed);
+        }
         page
     }
 
@@ -298,7 +382,8 @@ impl SmallSegment {
     /// The block area of page `index`.
     fn page_area(&self, index: usize) -> (usize, usize) {
         let base = self as *const Self as usize + index * PAGE_SIZE;
-        let start = if index == 0 { base + HEADER_SIZE } else { base };
+        let guard = if options::secure() { OS_PAGE } else { 0 };
+        let start = if index == 0 { base + HEADER_SIZE + guard } else { base };
         (start, base + PAGE_SIZE)
     }
 }
@@ -322,7 +407,6 @@ mod tests {
 
     #[test]
     fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
-        set_key(0x5eed);
         let seg = SmallSegment::create(null_mut()).unwrap();
         // SAFETY: the segment is ours for the test.
         let s = unsafe { &mut *seg.as_ptr() };

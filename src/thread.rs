@@ -10,7 +10,7 @@ use crate::heap::Heap;
 use crate::os::{self, OS_PAGE};
 use crate::sync::SpinLock;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// The calling thread's heap pointer.
 ///
@@ -91,8 +91,8 @@ mod slot {
     }
 }
 
-/// Heaps are carved from mappings of this size: one `mmap` per hundred or so
-/// threads.
+/// Heaps (about 2 KiB each, most of it statistics counters) are carved from
+/// mappings of this size: one `mmap` per 30 or so threads.
 const HEAP_CHUNK: usize = 16 * OS_PAGE;
 
 struct Pool {
@@ -107,6 +107,23 @@ struct Pool {
 unsafe impl Send for Pool {}
 
 static POOL: SpinLock<Pool> = SpinLock::new(Pool { abandoned: null_mut(), cursor: 0, end: 0 });
+
+/// Every heap ever made, newest first, linked through `all_next`. Heaps are
+/// never freed, so the list only grows and can be read without the lock.
+static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(null_mut());
+
+/// Calls `f` on every heap (for statistics: only its counters may be read,
+/// since other threads own the rest).
+pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
+    let mut heap = ALL_HEAPS.load(Ordering::Acquire);
+    while !heap.is_null() {
+        // SAFETY: heaps in the list are never freed; `f` reads only atomics.
+        unsafe {
+            f(&*heap);
+            heap = (*heap).all_next;
+        }
+    }
+}
 
 /// The pthread key whose destructor runs at thread exit; `u32::MAX` if none.
 static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -206,11 +223,14 @@ fn take_heap() -> *mut Heap {
     let heap = pool.cursor as *mut Heap;
     pool.cursor += size;
     // SAFETY: zeroed memory is a valid, empty, untaken heap; nobody else has
-    // seen it, so taking it cannot fail.
+    // seen it, so taking it cannot fail. It is published to the list of all
+    // heaps under the pool lock (one writer at a time).
     unsafe {
         let taken = (*heap).try_take();
         debug_assert!(taken);
+        (*heap).all_next = ALL_HEAPS.load(Ordering::Relaxed);
     }
+    ALL_HEAPS.store(heap, Ordering::Release);
     heap
 }
 
