@@ -75,7 +75,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, count: usize, size: usize)
 
 /// Aligned allocation shared by the memalign family.
 fn aligned(align: usize, size: usize) -> *mut c_void {
-    if align <= C_ALIGN {
+    if align <= MIN_ALIGN {
         return malloc(size);
     }
     alloc::alloc(size, align).cast()

@@ -1,0 +1,386 @@
+//! Model check (with loom) of the protocol by which threads return blocks to
+//! a heap they do not own: `Heap::free_remote`, `reclaim_abandoned`,
+//! `abandon`, `drain_remote` and `try_take` in `src/heap.rs`, and the heap's
+//! adoption by a new thread (`take_heap` in `src/thread.rs`).
+//!
+//! This is a model, not the allocator: the real heap lives in mmap'd memory
+//! that loom cannot track. Blocks are indices; each has one non-atomic word
+//! (a loom `UnsafeCell`), its "first word", which links it on the remote list
+//! and on the owner's free list as in the real code. The owner's state (free
+//! list, which blocks are live, the work `collect` does) is one loom
+//! `UnsafeCell`, touched only by whoever holds `taken`, so loom fails the test
+//! if two threads ever own the heap at once or if a hand-over of ownership
+//! (or of a block through the remote list) does not order the accesses.
+//! Atomic operations use the orderings of the real code.
+//!
+//! Loom treats `SeqCst` loads and stores as acquire/release only (its README,
+//! "Unsupported features"), which loses the single total order the real code
+//! relies on where a thread stores one variable and then loads the other
+//! (freer: push, then load `taken`; releaser: store `taken`, then load
+//! `remote`). The model puts a `fence(SeqCst)`, which loom does model, between
+//! the two accesses of each such pair ([`sc_pair`]): it gives exactly the
+//! guarantee that C++/Rust `SeqCst` gives the pair (one of the two threads
+//! sees the other's write), and what x86 gives, where the `SeqCst` store is
+//! an `xchg`, a full barrier. Without it loom reports a stranded block that
+//! the real code cannot produce.
+//!
+//! Checked in every explored execution: no block is left on the remote list
+//! of a heap nobody owns, every block ends on the free list exactly once (no
+//! loss, no double free), and ownership is exclusive. The last test removes
+//! the re-check from `abandon` and expects loom to find the stranded block.
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use loom::thread;
+
+/// The null block.
+const NIL: usize = usize::MAX;
+/// Blocks in a model: 0 and 1 are live (other threads free them), 2 is free.
+const BLOCKS: usize = 3;
+
+/// What only the owner of the heap touches.
+struct Local {
+    /// Head of the free list, linked through the blocks' first words.
+    free: usize,
+    /// Whether each block is allocated (a page's `used`).
+    live: [bool; BLOCKS],
+    /// Stands for the ring, spare and segment list that `collect` changes.
+    collects: usize,
+}
+
+struct Heap {
+    taken: AtomicBool,
+    /// Head of the Treiber stack of blocks freed by other threads.
+    remote: AtomicUsize,
+    /// Each block's first word.
+    links: [UnsafeCell<usize>; BLOCKS],
+    local: UnsafeCell<Local>,
+    /// Whether `abandon` re-checks the remote list after giving the heap up
+    /// (false only in the deliberately broken model).
+    recheck: bool,
+}
+
+/// Stands in, for loom, for the total order of the real code's `SeqCst`
+/// accesses between a store (or read-modify-write) to one variable and the
+/// following load of the other; see the module documentation.
+fn sc_pair() {
+    fence(Ordering::SeqCst);
+}
+
+impl Heap {
+    /// A heap whose free list holds block 2 and whose blocks 0 and 1 are live.
+    fn new(taken: bool, recheck: bool) -> Heap {
+        let links = core::array::from_fn(|_| UnsafeCell::new(NIL));
+        let local = Local { free: 2, live: [true, true, false], collects: 0 };
+        Heap {
+            taken: AtomicBool::new(taken),
+            remote: AtomicUsize::new(NIL),
+            links,
+            local: UnsafeCell::new(local),
+            recheck,
+        }
+    }
+
+    /// `Heap::try_take`.
+    fn try_take(&self) -> bool {
+        self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+    }
+
+    /// Pops the free list (`Page::pop`).
+    ///
+    /// # Safety
+    /// The caller owns the heap.
+    unsafe fn pop(&self) -> Option<usize> {
+        // SAFETY: the caller owns the heap, so it alone touches `local`, and
+        // the blocks on its free list.
+        self.local.with_mut(|local| unsafe {
+            let b = (*local).free;
+            if b == NIL {
+                return None;
+            }
+            assert!(!(*local).live[b], "block {b} on the free list is live");
+            (*local).free = self.links[b].with(|link| *link);
+            (*local).live[b] = true;
+            Some(b)
+        })
+    }
+
+    /// `Heap::alloc`: the free list, else (`alloc_slow`) the remote frees.
+    ///
+    /// # Safety
+    /// The caller owns the heap.
+    unsafe fn alloc(&self) -> Option<usize> {
+        // SAFETY: per the contract.
+        unsafe {
+            if let Some(b) = self.pop() {
+                return Some(b);
+            }
+            self.drain_remote();
+            self.pop()
+        }
+    }
+
+    /// `Heap::free_local`.
+    ///
+    /// # Safety
+    /// The caller owns the heap and `b` is one of its blocks that no other
+    /// thread uses.
+    unsafe fn free_local(&self, b: usize) {
+        // SAFETY: per the contract: `local` and `b` are the caller's.
+        self.local.with_mut(|local| unsafe {
+            assert!((*local).live[b], "double free of block {b}");
+            (*local).live[b] = false;
+            self.links[b].with_mut(|link| *link = (*local).free);
+            (*local).free = b;
+        });
+    }
+
+    /// `Heap::free_remote`.
+    fn free_remote(&self, b: usize) {
+        let mut head = self.remote.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is ours to write until it is published.
+            self.links[b].with_mut(|link| unsafe { *link = head });
+            match self.remote.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        sc_pair();
+        if !self.taken.load(Ordering::SeqCst) {
+            self.reclaim_abandoned();
+        }
+    }
+
+    /// `Heap::reclaim_abandoned`.
+    fn reclaim_abandoned(&self) {
+        if self.try_take() {
+            // SAFETY: `try_take` made us the owner.
+            unsafe { self.abandon() };
+        }
+    }
+
+    /// `Heap::abandon` (thread exit, or the end of a claim).
+    ///
+    /// # Safety
+    /// The caller owns the heap; it does not after this.
+    unsafe fn abandon(&self) {
+        loop {
+            // SAFETY: we own the heap (again, after the `try_take` below).
+            unsafe { self.collect() };
+            self.taken.store(false, Ordering::SeqCst);
+            if !self.recheck {
+                return;
+            }
+            sc_pair();
+            if self.remote.load(Ordering::SeqCst) == NIL || !self.try_take() {
+                return;
+            }
+        }
+    }
+
+    /// `Heap::collect`: drains the remote frees and always updates owner
+    /// state (the ring of empty pages).
+    ///
+    /// # Safety
+    /// The caller owns the heap.
+    unsafe fn collect(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.drain_remote() };
+        // SAFETY: per the contract, `local` is ours.
+        self.local.with_mut(|local| unsafe { (*local).collects += 1 });
+    }
+
+    /// `Heap::drain_remote`.
+    ///
+    /// # Safety
+    /// The caller owns the heap.
+    unsafe fn drain_remote(&self) {
+        if self.remote.load(Ordering::Relaxed) == NIL {
+            return;
+        }
+        let mut b = self.remote.swap(NIL, Ordering::Acquire);
+        while b != NIL {
+            // SAFETY: blocks on the remote list were published by
+            // `free_remote`, whose release pairs with our acquire.
+            let next = self.links[b].with(|link| unsafe { *link });
+            // SAFETY: we own the heap; the block is no longer on the list.
+            unsafe { self.free_local(b) };
+            b = next;
+        }
+    }
+
+    /// What an owning thread does before it exits: allocates the free block,
+    /// allocates again (the free list is empty: `alloc_slow` drains the
+    /// remote frees), frees both, and abandons the heap.
+    ///
+    /// # Safety
+    /// The caller owns the heap; it does not after this.
+    unsafe fn work_and_exit(&self) {
+        // SAFETY: per the contract.
+        unsafe {
+            let a = self.alloc();
+            let b = self.alloc();
+            for block in [a, b].into_iter().flatten() {
+                self.free_local(block);
+            }
+            self.abandon();
+        }
+    }
+
+    /// After every thread is joined: nobody owns the heap, no block waits on
+    /// its remote list, and every block is on the free list exactly once.
+    fn check_settled(&self) {
+        assert!(!self.taken.load(Ordering::SeqCst), "heap still owned after all threads exited");
+        assert_eq!(self.remote.load(Ordering::SeqCst), NIL, "block stranded on the remote list of an abandoned heap");
+        // SAFETY: every other thread is joined, so the heap is ours.
+        self.local.with(|local| unsafe {
+            let mut seen = [false; BLOCKS];
+            let mut b = (*local).free;
+            while b != NIL {
+                assert!(b < BLOCKS && !seen[b], "free list corrupt at block {b}");
+                seen[b] = true;
+                b = self.links[b].with(|link| *link);
+            }
+            assert_eq!(seen, [true; BLOCKS], "blocks lost from the free list");
+            assert_eq!((*local).live, [false; BLOCKS], "blocks still live");
+        });
+    }
+}
+
+/// Runs a model, exploring every interleaving up to `preemptions` preemptions
+/// (all of them with `None`); `LOOM_MAX_PREEMPTIONS` overrides it.
+fn model<F: Fn() + Sync + Send + 'static>(preemptions: Option<usize>, f: F) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = preemptions;
+    }
+    builder.check(f);
+}
+
+/// The owner works and exits while one thread frees two of its blocks.
+fn owner_exit_vs_freer(recheck: bool) {
+    model(None, move || {
+        let heap = Arc::new(Heap::new(true, recheck));
+        let owner = {
+            let heap = heap.clone();
+            // SAFETY: the heap was created taken, for this thread.
+            thread::spawn(move || unsafe { heap.work_and_exit() })
+        };
+        let freer = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                heap.free_remote(0);
+                heap.free_remote(1);
+            })
+        };
+        owner.join().unwrap();
+        freer.join().unwrap();
+        heap.check_settled();
+    });
+}
+
+#[test]
+fn owner_exit_races_remote_frees() {
+    owner_exit_vs_freer(true);
+}
+
+/// The owner works and exits while two threads each free one of its blocks
+/// (and may claim the abandoned heap, one after the other or racing).
+#[test]
+fn owner_exit_races_two_freers() {
+    model(Some(3), || {
+        let heap = Arc::new(Heap::new(true, true));
+        let owner = {
+            let heap = heap.clone();
+            // SAFETY: the heap was created taken, for this thread.
+            thread::spawn(move || unsafe { heap.work_and_exit() })
+        };
+        let freers: Vec<_> = (0..2)
+            .map(|b| {
+                let heap = heap.clone();
+                thread::spawn(move || heap.free_remote(b))
+            })
+            .collect();
+        owner.join().unwrap();
+        for freer in freers {
+            freer.join().unwrap();
+        }
+        heap.check_settled();
+    });
+}
+
+/// A new thread adopts the abandoned heap (`take_heap`: one `try_take`, else
+/// it takes another heap) while a thread frees two of its blocks and claims
+/// it; the adopter works with the heap and exits.
+#[test]
+fn adoption_races_remote_claim() {
+    model(Some(5), || {
+        let heap = Arc::new(Heap::new(false, true));
+        let adopter = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                if heap.try_take() {
+                    // SAFETY: `try_take` made us the owner.
+                    unsafe { heap.work_and_exit() };
+                }
+            })
+        };
+        let freer = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                heap.free_remote(0);
+                heap.free_remote(1);
+            })
+        };
+        adopter.join().unwrap();
+        freer.join().unwrap();
+        heap.check_settled();
+    });
+}
+
+/// The old owner exits while a new thread adopts the heap (possibly in the
+/// window where `abandon` has released it and is re-checking) and another
+/// frees two of its blocks.
+#[test]
+fn owner_exit_races_adoption_and_remote_frees() {
+    model(Some(3), || {
+        let heap = Arc::new(Heap::new(true, true));
+        let owner = {
+            let heap = heap.clone();
+            // SAFETY: the heap was created taken, for this thread.
+            thread::spawn(move || unsafe { heap.work_and_exit() })
+        };
+        let adopter = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                if heap.try_take() {
+                    // SAFETY: `try_take` made us the owner.
+                    unsafe { heap.work_and_exit() };
+                }
+            })
+        };
+        let freer = {
+            let heap = heap.clone();
+            thread::spawn(move || {
+                heap.free_remote(0);
+                heap.free_remote(1);
+            })
+        };
+        owner.join().unwrap();
+        adopter.join().unwrap();
+        freer.join().unwrap();
+        heap.check_settled();
+    });
+}
+
+/// Without the re-check after `taken = false`, a block freed remotely between
+/// the owner's last drain and its release, by a thread that saw the heap
+/// still owned, stays on the remote list of a heap nobody owns: loom must
+/// find that execution.
+#[test]
+#[should_panic(expected = "block stranded on the remote list of an abandoned heap")]
+fn exit_without_recheck_strands_a_block() {
+    owner_exit_vs_freer(false);
+}
