@@ -125,3 +125,76 @@ fn many_threads_allocate_distinct_blocks_concurrently() {
         .collect();
     handles.into_iter().for_each(|h| h.join().unwrap());
 }
+
+/// Seconds the randomized stress runs (`MALLOCATOR_STRESS_SECONDS`, default 3:
+/// a bound for CI; run it longer by hand).
+fn stress_seconds() -> u64 {
+    std::env::var("MALLOCATOR_STRESS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3)
+}
+
+#[test]
+fn randomized_stress_with_cross_thread_frees_and_thread_turnover() {
+    use memory::alloc::realloc;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    const WORKERS: usize = 4;
+    let deadline = Instant::now() + Duration::from_secs(stress_seconds());
+    // One mailbox per worker slot: blocks sent there are freed by whichever
+    // thread runs that slot next (often not the allocating one, or a thread
+    // created after the allocating one exited).
+    type Mailboxes = Vec<Mutex<Vec<(usize, usize)>>>;
+    let mailboxes: Arc<Mailboxes> = Arc::new((0..WORKERS).map(|_| Mutex::new(Vec::new())).collect());
+    let mut generation = 0u64;
+    while Instant::now() < deadline {
+        generation += 1;
+        let handles: Vec<_> = (0..WORKERS)
+            .map(|slot| {
+                let mailboxes = Arc::clone(&mailboxes);
+                thread::spawn(move || {
+                    let mut seed = generation * 1000 + slot as u64 + 1;
+                    let mut live: Vec<Block> = Vec::new();
+                    for _ in 0..5_000 {
+                        let r = xorshift(&mut seed);
+                        match r % 8 {
+                            0..=3 => live.push(make(size_from(r >> 3))),
+                            4 if !live.is_empty() => release(live.swap_remove((r >> 8) as usize % live.len())),
+                            5 if !live.is_empty() => {
+                                // Grow or shrink, checking the kept prefix.
+                                let i = (r >> 8) as usize % live.len();
+                                let Block(p, size) = live[i];
+                                let new_size = size_from(r >> 20);
+                                // SAFETY: `p` is live; after a non-null result only the new pointer is used.
+                                let q = unsafe { realloc(p as *mut u8, new_size, 8) } as usize;
+                                assert!(q != 0);
+                                // SAFETY: `q` holds min(size, new_size) bytes of the old contents.
+                                let kept = unsafe { std::slice::from_raw_parts(q as *const u8, size.min(new_size)) };
+                                assert!(kept.iter().all(|&b| b == fill_of(p)), "realloc lost contents");
+                                // SAFETY: `q` is live with `new_size` bytes.
+                                unsafe { std::ptr::write_bytes(q as *mut u8, fill_of(q), new_size) };
+                                live[i] = Block(q, new_size);
+                            }
+                            6 if !live.is_empty() => {
+                                let b = live.swap_remove((r >> 8) as usize % live.len());
+                                mailboxes[(r >> 40) as usize % WORKERS].lock().unwrap().push((b.0, b.1));
+                            }
+                            _ => {
+                                let mail = std::mem::take(&mut *mailboxes[slot].lock().unwrap());
+                                mail.into_iter().map(|(p, s)| Block(p, s)).for_each(release);
+                            }
+                        }
+                    }
+                    // Exit with some blocks still live, handed to the mailboxes.
+                    for (i, b) in live.into_iter().enumerate() {
+                        mailboxes[i % WORKERS].lock().unwrap().push((b.0, b.1));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+    }
+    for mailbox in mailboxes.iter() {
+        std::mem::take(&mut *mailbox.lock().unwrap()).into_iter().map(|(p, s)| Block(p, s)).for_each(release);
+    }
+    assert!(generation > 1, "the stress ran at least two generations of threads");
+}

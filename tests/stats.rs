@@ -1,0 +1,69 @@
+//! Statistics count what happens: allocations, frees, remote frees, large and
+//! huge blocks, mappings. One test per process keeps other allocations (the
+//! test harness's) out of the class used here.
+
+use memory::alloc::{alloc, free};
+use memory::stats::snapshot;
+
+/// A class the harness does not use: 14 KiB blocks.
+const SIZE: usize = 13_000;
+
+#[test]
+fn counters_follow_allocations_frees_and_threads() {
+    let class = memory::size_class::class_of(SIZE);
+    let before = snapshot();
+    let blocks: Vec<usize> = (0..100).map(|_| alloc(SIZE, 8) as usize).collect();
+    let during = snapshot();
+    let c = during.classes[class];
+    assert_eq!(c.block_size, memory::size_class::class_size(class) as u64);
+    assert_eq!(c.allocations - before.classes[class].allocations, 100);
+    assert_eq!(c.live_blocks - before.classes[class].live_blocks, 100);
+    assert_eq!(c.requested_bytes - before.classes[class].requested_bytes, 100 * SIZE as u64);
+    assert!(during.mapped_bytes >= 100 * SIZE as u64);
+    assert!(during.peak_mapped_bytes >= during.mapped_bytes);
+
+    // Half freed here, half by another thread.
+    let (mine, theirs) = blocks.split_at(50);
+    // SAFETY: the blocks are live and forgotten after this.
+    mine.iter().for_each(|&p| unsafe { free(p as *mut u8) });
+    let theirs = theirs.to_vec();
+    std::thread::spawn(move || {
+        // SAFETY: as above.
+        theirs.iter().for_each(|&p| unsafe { free(p as *mut u8) });
+    })
+    .join()
+    .unwrap();
+    // Remote frees are counted when the owner takes them back: allocate once
+    // more in the class to drain them (its page is full, so the slow path runs).
+    let extra: Vec<usize> = (0..60).map(|_| alloc(SIZE, 8) as usize).collect();
+    let after = snapshot();
+    assert!(after.remote_frees - before.remote_frees >= 50);
+    assert_eq!(after.classes[class].frees - before.classes[class].frees, 100);
+    // SAFETY: as above.
+    extra.iter().for_each(|&p| unsafe { free(p as *mut u8) });
+    assert_eq!(snapshot().classes[class].live_blocks, before.classes[class].live_blocks);
+}
+
+#[test]
+fn large_and_huge_blocks_and_mappings_are_counted() {
+    let before = snapshot();
+    let large = alloc(100 * 1024, 8);
+    let huge = alloc(8 << 20, 8);
+    let during = snapshot();
+    assert_eq!(during.large_allocations - before.large_allocations, 1);
+    assert_eq!(during.large_live_bytes - before.large_live_bytes, 100 * 1024);
+    assert_eq!(during.huge_allocations - before.huge_allocations, 1);
+    assert!(during.huge_live_bytes - before.huge_live_bytes >= 8 << 20);
+    assert!(during.mmap_calls > before.mmap_calls);
+    // SAFETY: both are live and forgotten after this.
+    unsafe {
+        free(large);
+        free(huge);
+    }
+    let after = snapshot();
+    assert_eq!(after.large_frees - before.large_frees, 1);
+    assert_eq!(after.huge_frees - before.huge_frees, 1);
+    assert_eq!(after.large_live_bytes, before.large_live_bytes);
+    assert_eq!(after.huge_live_bytes, before.huge_live_bytes);
+    assert!(after.unmapped_bytes - before.unmapped_bytes >= 8 << 20, "the huge mapping went back");
+}
