@@ -20,6 +20,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,42 @@ static void one_round(unsigned int round)
         dlclose(again);
 }
 
+/* A thread that allocated through the library, then waits until the library
+ * has been unloaded before it exits: its exit must not run any of the
+ * library's code (the thread-exit key is deleted at unload). */
+static volatile int unloaded;
+
+static void *lingering_thread(void *unused)
+{
+    (void)unused;
+    p_deallocate(p_allocate(100));
+    while (!unloaded)
+        usleep(1000);
+    return NULL;
+}
+
+static void unload_while_a_thread_lives(void)
+{
+    pthread_t th;
+    void *h = dlopen(LIBMEMORY_PATH, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        FAIL("lingering: dlopen: %s", dlerror());
+        return;
+    }
+    p_allocate = (allocate_fn)dlsym(h, "allocate");
+    p_deallocate = (deallocate_fn)dlsym(h, "deallocate");
+    if (pthread_create(&th, NULL, lingering_thread, NULL) != 0) {
+        FAIL("lingering: pthread_create failed");
+        dlclose(h);
+        return;
+    }
+    usleep(50000); /* the thread has allocated by now */
+    dlclose(h);
+    unloaded = 1;
+    pthread_join(th, NULL); /* crashed here before the key was deleted at unload */
+    printf("lingering: a thread that allocated exited after dlclose: ok\n");
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -177,12 +214,13 @@ int main(void)
 
     for (unsigned int r = 1; r <= ROUNDS; r++)
         one_round(r);
+    unload_while_a_thread_lives();
 
     if (failures) {
         printf("FAIL: test_dlopen: %d check(s) failed\n", failures);
         return 1;
     }
     printf("PASS: test_dlopen (%d rounds of dlopen, allocate/deallocate of "
-           "every kind, a thread, dlclose)\n", ROUNDS);
+           "every kind, a thread, dlclose; dlclose with a live thread)\n", ROUNDS);
     return 0;
 }
