@@ -6,7 +6,7 @@ LIB64 := target/x86_64-unknown-linux-gnu/release/libmemory.so
 
 PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test test-rust test-c test-install lint install clean
+.PHONY: all setup build demo test test-rust test-c test-install test-bench lint install bench bench-quick clean
 
 all: setup build demo
 
@@ -23,7 +23,7 @@ demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-c test-install lint
+test: build test-rust test-c test-install test-bench lint
 
 test-rust:
 	cargo test --release
@@ -51,6 +51,14 @@ test-install: build
 	gcc -m32 -o $$tmp/check32 test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib32/pkgconfig pkg-config --cflags --libs memory) && \
 	$$tmp/check32
 
+# The benchmark suite against glibc, jemalloc, tcmalloc and mimalloc:
+# bench/results/REPORT.md and SVG charts (QUICK=1: about a minute).
+bench: build
+	$(MAKE) -C bench setup run $(if $(QUICK),QUICK=1)
+
+test-bench:
+	$(MAKE) -C bench test
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets -- -D warnings
@@ -58,3 +66,4 @@ lint:
 clean:
 	cargo clean
 	$(MAKE) -C test clean
+	$(MAKE) -C bench clean

@@ -259,6 +259,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             // Stay unless the block would be less than half used.
             Kind::Small => fits && new_size >= block.usable / 2,
             Kind::Large => new_size > MAX_SMALL && align <= OS_PAGE && large::resize_in_place(block.seg, p, new_size),
+            Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::LARGE_MAX && align <= OS_PAGE => {
                 let q = large::resize_huge(block.seg, p, new_size);
                 if q.is_null() {

@@ -297,7 +297,9 @@ impl Heap {
 
     fn new_page(&mut self, class: usize) -> Option<*mut Page> {
         if self.segments.is_null() {
-            let seg = SmallSegment::create(self)?.as_ptr();
+            let seg = SmallSegment::create(self)
+                .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(self)).flatten())?
+                .as_ptr();
             self.link_segment(seg);
         }
         let seg = self.segments;

@@ -52,7 +52,7 @@ impl Shared {
         self.0.fetch_sub(n, Relaxed);
     }
 
-    fn get(&self) -> u64 {
+    pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
 }

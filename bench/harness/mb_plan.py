@@ -1,0 +1,172 @@
+"""What the Mallocator benchmark runs: allocators, workloads, the order."""
+import glob
+import os
+from dataclasses import dataclass
+
+BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+OURS = "libmemory"
+BASELINE = "glibc"
+
+LIBDIRS = {64: "/usr/lib/x86_64-linux-gnu", 32: "/usr/lib/i386-linux-gnu"}
+TRIPLES = {64: "x86_64-unknown-linux-gnu", 32: "i686-unknown-linux-gnu"}
+
+# name -> file names tried in the multiarch lib directory, first found wins.
+COMPETITORS = [
+    ("jemalloc", ["libjemalloc.so.2", "libjemalloc.so*"]),
+    ("tcmalloc", ["libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so.4.*"]),
+    ("mimalloc", ["libmimalloc.so.2.0", "libmimalloc.so.2", "libmimalloc.so*"]),
+]
+
+
+@dataclass(frozen=True)
+class Allocator:
+    name: str
+    preload: object  # path of the library to LD_PRELOAD, None for glibc
+
+
+def ours_path(bits, repo=REPO_DIR):
+    return os.path.join(repo, "target", TRIPLES[bits], "release", "libmemory.so")
+
+
+def find_allocators(bits, repo=REPO_DIR, libdir=None):
+    """Allocators available for one width, in run order: glibc, ours, then
+    the competitors that are installed. Ours is listed even when its library
+    is missing (bench.py stops with an error then)."""
+    libdir = libdir or LIBDIRS[bits]
+    out = [Allocator(BASELINE, None), Allocator(OURS, ours_path(bits, repo))]
+    for name, patterns in COMPETITORS:
+        for pat in patterns:
+            hits = sorted(p for p in glob.glob(os.path.join(libdir, pat))
+                          if "debug" not in os.path.basename(p))
+            if hits:
+                out.append(Allocator(name, hits[0]))
+                break
+    return out
+
+
+def snapshot(alloc, dest_dir):
+    """Copies the allocator's library into dest_dir and returns the
+    Allocator that preloads the copy, and the sha256 of the file. The build
+    tree may be rebuilt while the suite runs; every run must use the same
+    library."""
+    import hashlib
+    import shutil
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, os.path.basename(alloc.preload))
+    tmp = dest + ".tmp"
+    shutil.copyfile(alloc.preload, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    with open(dest, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return Allocator(alloc.name, dest), digest
+
+
+def thread_counts(nproc):
+    """1, 2, 4, ... up to 2*nproc, plus nproc and 2*nproc themselves."""
+    counts = {nproc, 2 * nproc}
+    t = 1
+    while t <= 2 * nproc:
+        counts.add(t)
+        t *= 2
+    return sorted(counts)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    argv: tuple             # "{bin}" is replaced by the build directory of the width
+    description: str
+    bits: tuple = (64, 32)
+    time_key: str = "seconds"   # RESULT field that is the time; "wall_s" = whole process
+    env: tuple = ()             # extra environment (key, value) pairs
+    stdin: object = None        # file fed to stdin
+    threads: object = None      # thread count of a scaling point
+    max_rounds: object = None   # cap on rounds (slow, deterministic measures)
+    result_from_stdout_hash: bool = False  # programs that print no RESULT line
+    table: bool = True          # row in the time / peak RSS tables
+
+
+def workloads(nproc, quick=False, build_dir=None, sql_path=None):
+    """The workload list. quick: smaller sizes (about a tenth)."""
+    q = (lambda full, small: small if quick else full)
+    b = "{bin}"
+    wl = [
+        Workload("small_pairs", (b + "/small_pairs", "iters=%d" % q(20000000, 2000000)),
+                 "malloc+free pairs, 16..128 B, one thread"),
+        Workload("workset_small", (b + "/workset", "live=10000", "iters=%d" % q(5000000, 500000),
+                                   "min=8", "max=256"),
+                 "10000 live blocks 8..256 B, random replacement"),
+        Workload("workset_medium", (b + "/workset", "live=10000",
+                                    "iters=%d" % q(3000000, 300000), "min=256", "max=4096"),
+                 "10000 live blocks 256..4096 B, random replacement"),
+        Workload("workset_mixed", (b + "/workset", "live=10000", "iters=%d" % q(2000000, 200000),
+                                   "min=8", "max=32768"),
+                 "10000 live blocks 8..32768 B, random replacement"),
+    ]
+    for t in thread_counts(nproc):
+        wl.append(Workload(
+            "threads_%d" % t,
+            (b + "/threads", "threads=%d" % t, "live=2000", "iters=%d" % q(3000000, 300000),
+             "min=8", "max=1024"),
+            "%d thread(s), each its own working set of 2000 blocks 8..1024 B" % t,
+            time_key="seconds", threads=t, table=t in (1, 2, nproc)))
+    pairs = max(1, nproc // 2)
+    wl += [
+        Workload("prodcons", (b + "/prodcons", "pairs=%d" % pairs,
+                              "items=%d" % q(2000000, 200000), "min=16", "max=1024"),
+                 "%d producer(s) -> %d consumer(s), every free remote" % (pairs, pairs)),
+        Workload("large_blocks", (b + "/large", "mode=blocks", "live=32",
+                                  "iters=%d" % q(4000, 400), "min=4096", "max=4194304"),
+                 "32 live blocks 4 KiB..4 MiB, every page written"),
+        Workload("realloc_grow", (b + "/large", "mode=realloc", "bufs=4", "reps=%d" % q(4, 1),
+                                  "step=4096", "max=%d" % q(8 << 20, 4 << 20)),
+                 "4 buffers grown side by side by realloc in 4 KiB steps to %d MiB"
+                 % q(8, 4)),
+        Workload("frag", (b + "/frag", "n=%d" % q(100000, 20000), "rounds=4"),
+                 "mixed sizes, scattered half freed, other sizes allocated; 4 rounds"),
+        Workload("exhaust", (b + "/exhaust",) + (("limit_mb=512",) if quick else ()),
+                 "test 6: sizes 1..256 until NULL (%s)"
+                 % ("RLIMIT_AS 512 MiB (quick)" if quick
+                    else "64-bit RLIMIT_AS 1 GiB, 32-bit the whole address space"),
+                 max_rounds=q(2, 1)),
+        Workload("memreturn", (b + "/memreturn", "mb=%d" % q(256, 64)),
+                 "%d MiB mixed, written, all freed: RSS after the frees" % q(256, 64)),
+        Workload("python", ("python3", os.path.join(BENCH_DIR, "workloads", "app_python.py"),
+                            "scale=%d" % q(2, 1)),
+                 "python3: dicts/lists/strings/json, PYTHONMALLOC=malloc",
+                 bits=(64,), time_key="wall_s", env=(("PYTHONMALLOC", "malloc"),)),
+        Workload("python_pymalloc", ("python3",
+                                     os.path.join(BENCH_DIR, "workloads", "app_python.py"),
+                                     "scale=%d" % q(2, 1)),
+                 "the same with Python's default pymalloc (small objects bypass malloc)",
+                 bits=(64,), time_key="wall_s"),
+        Workload("sqlite", ("sqlite3", ":memory:"),
+                 "sqlite3 CLI: %d rows inserted in a transaction, 2 indexes, queries"
+                 % q(100000, 20000),
+                 bits=(64,), time_key="wall_s", stdin=sql_path,
+                 result_from_stdout_hash=True),
+    ]
+    return wl
+
+
+def sqlite_rows(quick):
+    return 20000 if quick else 100000
+
+
+def schedule(wls, allocs_by_bits, rounds):
+    """The run order: round by round, workload by workload, every allocator
+    in turn (A B C D E A B C D E ...), so that slow drifts of the machine hit
+    all allocators alike. Yields dicts with round, bits, workload, alloc."""
+    order = []
+    for rnd in range(rounds):
+        for bits in sorted(allocs_by_bits, reverse=True):
+            for w in wls:
+                if bits not in w.bits:
+                    continue
+                if w.max_rounds is not None and rnd >= w.max_rounds:
+                    continue
+                for a in allocs_by_bits[bits]:
+                    order.append({"round": rnd, "bits": bits, "workload": w, "alloc": a})
+    return order

@@ -1,0 +1,74 @@
+"""Tests of the run plan: interleaving order, thread counts, allocators."""
+import os
+import tempfile
+import unittest
+
+import mb_plan
+
+
+class Schedule(unittest.TestCase):
+    def setUp(self):
+        self.allocs = {64: [mb_plan.Allocator(n, None) for n in "ABCDE"],
+                       32: [mb_plan.Allocator(n, None) for n in "AB"]}
+        self.wls = [mb_plan.Workload("w1", ("x",), "d"),
+                    mb_plan.Workload("w2", ("x",), "d", bits=(64,)),
+                    mb_plan.Workload("slow", ("x",), "d", max_rounds=1)]
+
+    def test_interleaved_allocators(self):
+        order = mb_plan.schedule(self.wls, self.allocs, rounds=3)
+        seq64 = [(j["round"], j["workload"].name, j["alloc"].name) for j in order
+                 if j["bits"] == 64]
+        # within a round and workload, the allocators come as A B C D E
+        self.assertEqual([a for r, w, a in seq64[:10]], list("ABCDEABCDE"))
+        self.assertEqual([w for r, w, a in seq64[:10]], ["w1"] * 5 + ["w2"] * 5)
+        # rounds are outermost: every round of w1 is separated by the others
+        rounds_w1 = [r for r, w, a in seq64 if w == "w1" and a == "A"]
+        self.assertEqual(rounds_w1, [0, 1, 2])
+        idx = [i for i, (r, w, a) in enumerate(seq64) if w == "w1" and a == "A"]
+        self.assertTrue(all(b - a > 5 for a, b in zip(idx, idx[1:])))
+
+    def test_counts_bits_and_caps(self):
+        order = mb_plan.schedule(self.wls, self.allocs, rounds=3)
+        # 64-bit: (w1 + w2) * 3 rounds * 5 + slow * 1 round * 5; 32-bit: w1 * 3 * 2 + slow * 2
+        self.assertEqual(len(order), 2 * 3 * 5 + 5 + 3 * 2 + 2)
+        self.assertFalse(any(j["workload"].name == "w2" and j["bits"] == 32 for j in order))
+        self.assertEqual({j["round"] for j in order if j["workload"].name == "slow"}, {0})
+        # 64-bit runs before 32-bit within a round
+        first32 = next(i for i, j in enumerate(order) if j["bits"] == 32)
+        self.assertTrue(all(j["bits"] == 64 for j in order[:first32]))
+        self.assertEqual(order[first32]["round"], 0)
+
+
+class ThreadCounts(unittest.TestCase):
+    def test_powers_of_two_up_to_twice_nproc(self):
+        self.assertEqual(mb_plan.thread_counts(2), [1, 2, 4])
+        self.assertEqual(mb_plan.thread_counts(1), [1, 2])
+        self.assertEqual(mb_plan.thread_counts(16), [1, 2, 4, 8, 16, 32])
+        self.assertEqual(mb_plan.thread_counts(6), [1, 2, 4, 6, 8, 12])
+
+    def test_workload_rows(self):
+        wls = mb_plan.workloads(6, quick=True)
+        names = [w.name for w in wls]
+        for t in (1, 2, 4, 6, 8, 12):
+            self.assertIn("threads_%d" % t, names)
+        table = {w.name for w in wls if w.threads and w.table}
+        self.assertEqual(table, {"threads_1", "threads_2", "threads_6"})
+        self.assertEqual(len(names), len(set(names)))
+
+
+class FindAllocators(unittest.TestCase):
+    def test_order_and_missing(self):
+        with tempfile.TemporaryDirectory() as d:
+            for f in ("libmimalloc.so.2.0", "libjemalloc.so.2", "libtcmalloc_minimal_debug.so.4"):
+                open(os.path.join(d, f), "w").close()
+            found = mb_plan.find_allocators(64, repo="/repo", libdir=d)
+            self.assertEqual([a.name for a in found], ["glibc", "libmemory", "jemalloc",
+                                                       "mimalloc"])
+            self.assertIsNone(found[0].preload)
+            self.assertEqual(found[1].preload,
+                             "/repo/target/x86_64-unknown-linux-gnu/release/libmemory.so")
+            self.assertEqual(found[3].preload, os.path.join(d, "libmimalloc.so.2.0"))
+
+
+if __name__ == "__main__":
+    unittest.main()
