@@ -93,8 +93,8 @@ const fn bin_of(pages: usize) -> usize {
 struct State {
     bins: [*mut Run; BINS],
     nonempty: u64,
-    /// Bytes freed since the last purge (an upper bound of what is resident
-    /// in free runs).
+    /// Bytes freed since the last purge and not reused since: an estimate
+    /// of what free runs hold resident.
     dirty: usize,
     /// An entirely free, purged segment kept for the next request.
     spare: *mut LargeSegment,
@@ -119,18 +119,16 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
 /// Freed huge mappings kept at most (within the resident budget below).
 const HUGE_CACHE: usize = 16;
 
-/// Freed memory kept resident, as a share of the live large and huge bytes:
-/// a program that keeps replacing large blocks reuses warm pages instead of
-/// faulting in fresh ones (measured: with a fixed 2 MiB budget the
-/// `large_blocks` benchmark ran 37x slower than tcmalloc), and a program
-/// that frees everything keeps only the fixed minimum.
-const KEEP_DIVISOR: usize = 4;
-
-/// What freed large memory may stay resident now: `MALLOCATOR_DIRTY_KIB`
-/// (default 2 MiB), or a quarter of the live large and huge bytes if more.
+/// What freed large memory may stay resident now: as much as is live in
+/// large and huge blocks, at least `MALLOCATOR_DIRTY_KIB` (default 2 MiB).
+/// A program that keeps replacing large blocks reuses warm pages instead of
+/// faulting in fresh ones, which is what costs there (measured on the
+/// `large_blocks` benchmark, against tcmalloc: 37x slower with a fixed 2 MiB,
+/// 34x with a quarter of the live bytes); resident memory stays within twice
+/// the live bytes, and a program that frees everything keeps the minimum.
 fn resident_budget() -> usize {
     let live = stats::LARGE_LIVE_BYTES.get() + stats::HUGE_LIVE_BYTES.get();
-    options::dirty_limit().max((live / KEEP_DIVISOR as u64) as usize)
+    options::dirty_limit().max(live as usize)
 }
 
 /// Holds the large allocator's lock across `fork` (see [`crate::fork`]).
@@ -312,17 +310,15 @@ impl State {
         had
     }
 
-    /// Takes the smallest cached huge mapping of at least `total` bytes.
+    /// Takes the cached huge mapping that best serves `total` bytes: the
+    /// smallest that is large enough, else the largest (to be grown: its
+    /// resident pages still spare page faults).
     fn take_cached(&mut self, total: usize) -> Option<*mut HugeHeader> {
-        let mut best: Option<usize> = None;
-        for (i, &h) in self.huge_cache.iter().enumerate().take_while(|(_, h)| !h.is_null()) {
-            // SAFETY: cached headers are live mappings of ours.
-            let size = unsafe { (*h).header.size };
-            if size >= total && best.is_none_or(|b| size < unsafe { (*self.huge_cache[b]).header.size }) {
-                best = Some(i);
-            }
-        }
-        let i = best?;
+        // SAFETY: cached headers are live mappings of ours.
+        let size = |h: *mut HugeHeader| unsafe { (*h).header.size };
+        let cached = self.huge_cache.iter().enumerate().take_while(|(_, h)| !h.is_null());
+        let fitting = cached.clone().filter(|&(_, &h)| size(h) >= total).min_by_key(|&(_, &h)| size(h));
+        let (i, _) = fitting.or_else(|| cached.max_by_key(|&(_, &h)| size(h)))?;
         let h = self.huge_cache[i];
         self.huge_cache.copy_within(i + 1.., i);
         self.huge_cache[HUGE_CACHE - 1] = null_mut();
@@ -410,6 +406,11 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         state.insert(seg, start + pages, tail, flags);
     }
     seg.mark(start, pages, 0);
+    if flags & DIRTY != 0 {
+        // Reused resident pages are no longer free ones (an estimate: the
+        // run may have been only partly resident).
+        state.dirty = state.dirty.saturating_sub(bytes);
+    }
     stats::LARGE_ALLOCATIONS.add(1);
     stats::LARGE_LIVE_BYTES.add(bytes as u64);
     (addr as *mut u8, flags & DIRTY == 0)
@@ -466,6 +467,9 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
     }
     stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
     let dirty = s.runs[right].flags & DIRTY;
+    if dirty != 0 {
+        state.dirty = state.dirty.saturating_sub((pages - len) * OS_PAGE);
+    }
     state.remove(s.run(right));
     // The free run's first page is now inside the block: not a block start.
     s.runs[right].flags = 0;
@@ -588,29 +592,25 @@ fn alloc_huge(bytes: usize, align: usize) -> (*mut u8, bool) {
     let offset = align.max(OS_PAGE);
     let Some(total) = bytes.checked_add(offset) else { return (null_mut(), false) };
     stats::HUGE_ALLOCATIONS.add(1);
-    stats::HUGE_LIVE_BYTES.add(total as u64);
     let cached = if offset == OS_PAGE { LARGE.lock().take_cached(total) } else { None };
     if let Some(h) = cached {
-        // SAFETY: the cached mapping is ours alone now; shrinking in place
-        // always succeeds.
-        unsafe {
-            let size = (*h).header.size;
-            if size > total && os::remap_in_place(h.cast(), size, total) {
-                stats::resized(size, total);
-                (*h).header.size = total;
-            }
-            stats::HUGE_LIVE_BYTES.add((*h).header.size as u64 - total as u64);
-            (*h).user = h as usize + offset;
-            return ((*h).user as *mut u8, false);
+        // SAFETY: the cached mapping is ours alone now.
+        let resized = unsafe { remap_huge(h, total) };
+        if !resized.is_null() {
+            // SAFETY: as above.
+            unsafe { (*resized).user = resized as usize + offset };
+            return ((resized as usize + offset) as *mut u8, false);
         }
+        // SAFETY: growing failed; the mapping is still ours, and unused.
+        unsafe { segment::destroy(NonNull::new_unchecked(h).cast()) };
     }
     let created = segment::create(Kind::Huge, total)
         .or_else(|| release_caches().then(|| segment::create(Kind::Huge, total)).flatten());
     let Some(seg) = created else {
         stats::HUGE_ALLOCATIONS.sub(1);
-        stats::HUGE_LIVE_BYTES.sub(total as u64);
         return (null_mut(), false);
     };
+    stats::HUGE_LIVE_BYTES.add(total as u64);
     let h = seg.as_ptr().cast::<HugeHeader>();
     let user = h as usize + offset;
     // SAFETY: the header was just mapped and is ours.
@@ -618,10 +618,10 @@ fn alloc_huge(bytes: usize, align: usize) -> (*mut u8, bool) {
     (user as *mut u8, true)
 }
 
-/// Resizes a huge block to `new_size` (above [`LARGE_MAX`]) with `mremap`:
-/// in place when the neighbouring addresses allow, else by moving its pages
-/// (no copy) to a new aligned mapping. Null when no address space is left; the
-/// block is then unchanged.
+/// Resizes a huge block to `new_size` (above [`LARGE_MAX`]): a growing
+/// block takes at least an eighth more, so that a buffer grown in small steps
+/// costs one `mremap` per eighth, not one per step. Null when no address
+/// space is left; the block is then unchanged.
 ///
 /// # Safety
 /// `seg` is the live huge segment of `p`, a live block of the caller.
@@ -635,35 +635,52 @@ pub unsafe fn resize_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usi
             return null_mut();
         };
         if new > old {
-            // Grow by at least an eighth: a buffer grown in small steps then
-            // costs one mremap per eighth, not one per step.
             new = new.max(align_up(old + old / 8, OS_PAGE).unwrap_or(new));
         }
-        if os::remap_in_place(h.cast(), old, new) {
-            (*h).header.size = new;
-            stats::resized(old, new);
-            stats::HUGE_LIVE_BYTES.add(new as u64);
-            stats::HUGE_LIVE_BYTES.sub(old as u64);
-            return p;
+        stats::HUGE_LIVE_BYTES.sub(old as u64);
+        let moved = remap_huge(h, new);
+        if moved.is_null() {
+            stats::HUGE_LIVE_BYTES.add(old as u64);
+            return null_mut();
         }
-        let target = os::map_aligned(new, SEGMENT_SIZE);
+        (*moved).user = moved as usize + offset;
+        (*moved).user as *mut u8
+    }
+}
+
+/// Resizes the mapping of a huge block to `total` bytes with `mremap`: in
+/// place when the neighbouring addresses allow, else by moving its pages (no
+/// copy) to a new aligned mapping. Counts `total` as live huge bytes. Null if
+/// no address space is left (the mapping is then unchanged).
+///
+/// # Safety
+/// `h` is the header of a huge mapping the caller owns (live or cached).
+unsafe fn remap_huge(h: *mut HugeHeader, total: usize) -> *mut HugeHeader {
+    // SAFETY: per the contract.
+    unsafe {
+        let old = (*h).header.size;
+        if total == old || os::remap_in_place(h.cast(), old, total) {
+            stats::resized(old, total);
+            stats::HUGE_LIVE_BYTES.add(total as u64);
+            (*h).header.size = total;
+            return h;
+        }
+        let target = os::map_aligned(total, SEGMENT_SIZE);
         if target.is_null() {
             return null_mut();
         }
-        if !os::remap_to(h.cast(), old, new, target) {
-            os::unmap(target, new);
+        if !os::remap_to(h.cast(), old, total, target) {
+            os::unmap(target, total);
             return null_mut();
         }
-        segment::forget(seg);
+        segment::forget(NonNull::new_unchecked(h).cast());
         // The target mapping was counted when made; the old one is gone.
         stats::resized(old, 0);
-        stats::HUGE_LIVE_BYTES.add(new as u64);
-        stats::HUGE_LIVE_BYTES.sub(old as u64);
+        stats::HUGE_LIVE_BYTES.add(total as u64);
         let moved = target.cast::<HugeHeader>();
-        (*moved).header.size = new;
-        (*moved).user = target as usize + offset;
+        (*moved).header.size = total;
         segment::register(NonNull::new_unchecked(moved).cast());
-        (*moved).user as *mut u8
+        moved
     }
 }
 
