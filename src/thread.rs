@@ -67,10 +67,65 @@ mod slot {
     }
 }
 
-/// On i686, Rust's `thread_local!` (a `const` initialiser of a type without
+/// On i686 the same slot, reached the same way; position-independent code
+/// there has no `rip`-relative addressing, so the GOT address comes from a
+/// `call` to the next instruction (which CPUs do not count as a real call for
+/// return prediction).
+#[cfg(target_arch = "x86")]
+mod slot {
+    use super::Heap;
+
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".balign 4",
+        ".type mallocator_thread_heap, @object",
+        ".size mallocator_thread_heap, 4",
+        "mallocator_thread_heap:",
+        ".zero 4",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let heap: *mut Heap;
+        // SAFETY: reads this thread's slot: GOTNTPOFF gives its offset from
+        // the thread pointer, which `gs` holds.
+        unsafe {
+            core::arch::asm!(
+                "calll 2f",
+                "2: popl {heap}",
+                "addl $_GLOBAL_OFFSET_TABLE_+(.-2b), {heap}",
+                "movl mallocator_thread_heap@GOTNTPOFF({heap}), {heap}",
+                "movl %gs:({heap}), {heap}",
+                heap = out(reg) heap,
+                options(att_syntax, readonly, preserves_flags),
+            );
+        }
+        heap
+    }
+
+    #[inline(always)]
+    pub fn set(heap: *mut Heap) {
+        // SAFETY: writes this thread's slot, as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "calll 2f",
+                "2: popl {offset}",
+                "addl $_GLOBAL_OFFSET_TABLE_+(.-2b), {offset}",
+                "movl mallocator_thread_heap@GOTNTPOFF({offset}), {offset}",
+                "movl {heap}, %gs:({offset})",
+                offset = out(reg) _,
+                heap = in(reg) heap,
+                options(att_syntax, preserves_flags),
+            );
+        }
+    }
+}
+
+/// Elsewhere, Rust's `thread_local!` (a `const` initialiser of a type without
 /// Drop compiles to a plain TLS slot: no destructor registration, which would
 /// call malloc).
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
 mod slot {
     use super::Heap;
     use core::cell::Cell;
