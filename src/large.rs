@@ -375,7 +375,8 @@ impl State {
 /// `memset` that would make every page resident.
 pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let align = align.max(OS_PAGE);
-    let Some(bytes) = align_up(size, OS_PAGE) else { return (null_mut(), false) };
+    // A zero-byte request still takes a page: every block is distinct.
+    let Some(bytes) = align_up(size.max(1), OS_PAGE) else { return (null_mut(), false) };
     if bytes > LARGE_MAX || align > LARGE_MAX {
         return alloc_huge(bytes, align);
     }
@@ -669,11 +670,15 @@ unsafe fn remap_huge(h: *mut HugeHeader, total: usize) -> *mut HugeHeader {
         if target.is_null() {
             return null_mut();
         }
+        // Forget the old address before the move releases it: another
+        // thread may map a segment there at once, and a late `forget` would
+        // clear that segment's bit.
+        segment::forget(NonNull::new_unchecked(h).cast());
         if !os::remap_to(h.cast(), old, total, target) {
+            segment::register(NonNull::new_unchecked(h).cast());
             os::unmap(target, total);
             return null_mut();
         }
-        segment::forget(NonNull::new_unchecked(h).cast());
         // The target mapping was counted when made; the old one is gone.
         stats::resized(old, 0);
         stats::HUGE_LIVE_BYTES.add(total as u64);
