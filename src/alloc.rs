@@ -171,7 +171,7 @@ fn free_small(p: *mut u8) {
         match (*page).check(p) {
             Ok(block) => {
                 let heap = (*seg).heap;
-                if heap == thread::heap_if_any() {
+                if heap == thread::heap_if_any().cast_const() {
                     (*heap).free_local(page, block);
                 } else {
                     (*heap).free_remote(block);

@@ -14,6 +14,7 @@ use crate::page::{Block, Page, SmallSegment};
 use crate::segment;
 use crate::size_class::NUM_CLASSES;
 use crate::stats::{ClassCounters, Counter};
+use core::cell::Cell;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -25,27 +26,31 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 /// frees everything, a live thread keeps at most this much resident.
 const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
 
+/// Only the owning thread (see `taken`) touches the `Cell` fields; other
+/// threads use the atomics. No `&mut Heap` is ever made, since another thread
+/// may hold `&Heap` at any time.
 pub struct Heap {
     /// Whether a thread owns the heap (or claims it while it is abandoned).
     taken: AtomicBool,
     /// Blocks freed by other threads, linked through their first word.
     remote: AtomicPtr<Block>,
     /// Per class, the pages that may have free blocks; the head serves.
-    queues: [*mut Page; NUM_CLASSES],
+    queues: [Cell<*mut Page>; NUM_CLASSES],
     /// Segments with at least one free page.
-    segments: *mut SmallSegment,
+    segments: Cell<*mut SmallSegment>,
     /// Recently emptied pages, oldest at `ring_next`.
-    ring: [*mut Page; RETAINED_EMPTY_PAGES],
-    ring_next: usize,
+    ring: [Cell<*mut Page>; RETAINED_EMPTY_PAGES],
+    ring_next: Cell<usize>,
     /// One segment kept mapped after all its pages emptied; any other segment
     /// that empties is unmapped at once. A program that allocates and frees
     /// in rounds keeps reusing the spare; a program that frees everything
     /// keeps one segment of address space.
-    spare: *mut SmallSegment,
-    /// Link in the pool of heaps (see [`crate::thread`]).
-    pub pool_next: *mut Heap,
-    /// Link in the list of every heap ever made (for statistics).
-    pub all_next: *mut Heap,
+    spare: Cell<*mut SmallSegment>,
+    /// Link in the pool of heaps (see [`crate::thread`]), under the pool lock.
+    pub pool_next: Cell<*mut Heap>,
+    /// Link in the list of every heap ever made (for statistics), set once
+    /// before the heap is published.
+    pub all_next: Cell<*mut Heap>,
     pub counters: [ClassCounters; NUM_CLASSES],
     /// Blocks other threads freed into this heap.
     pub remote_frees: Counter,
@@ -59,11 +64,11 @@ impl Heap {
 
     /// Allocates a block of `class` for a request of `size` bytes.
     #[inline(always)]
-    pub fn alloc(&mut self, class: usize, size: usize) -> *mut u8 {
+    pub fn alloc(&self, class: usize, size: usize) -> *mut u8 {
         // Lets the compiler drop the bounds checks below (`class_of` keeps
         // this); a violated invariant still panics, in the cold path.
         assert!(class < NUM_CLASSES);
-        let page = self.queues[class];
+        let page = self.queues[class].get();
         let mut p = core::ptr::null_mut();
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
@@ -82,10 +87,10 @@ impl Heap {
     }
 
     #[inline(never)]
-    fn alloc_slow(&mut self, class: usize) -> *mut u8 {
+    fn alloc_slow(&self, class: usize) -> *mut u8 {
         self.drain_remote();
         loop {
-            let page = self.queues[class];
+            let page = self.queues[class].get();
             if page.is_null() {
                 break;
             }
@@ -97,7 +102,7 @@ impl Heap {
             // Off the queue until one of its blocks comes back.
             self.unlink(page);
             // SAFETY: as above.
-            unsafe { (*page).full = true };
+            unsafe { (*page).full.set(true) };
         }
         let Some(page) = self.new_page(class) else {
             return null_mut();
@@ -112,9 +117,9 @@ impl Heap {
     /// # Safety
     /// The caller owns the heap; `block` passed [`Page::check`] on `page`.
     #[inline(always)]
-    pub unsafe fn free_local(&mut self, page: *mut Page, block: *mut Block) {
+    pub unsafe fn free_local(&self, page: *mut Page, block: *mut Block) {
         // SAFETY: per the contract. Page classes are below NUM_CLASSES.
-        unsafe { self.counters.get_unchecked((*page).class as usize).frees.add(1) };
+        unsafe { self.counters.get_unchecked((*page).class.get() as usize).frees.add(1) };
         // SAFETY: per the contract.
         if unsafe { (*page).push(block) } {
             self.page_changed(page);
@@ -146,16 +151,15 @@ impl Heap {
     /// Does an absent owner's work: takes back remote frees (and with them
     /// empty pages and segments).
     fn reclaim_abandoned(&self) {
+        // `try_take` makes us the heap's only user until `abandon` lets go.
         if self.try_take() {
-            let heap = self as *const Heap as *mut Heap;
-            // SAFETY: `try_take` made us the only user of the heap.
-            unsafe { (*heap).abandon() };
+            self.abandon();
         }
     }
 
     /// Gives up ownership: returns remote frees and every empty page, keeps
     /// the live blocks for the next owner.
-    pub fn abandon(&mut self) {
+    pub fn abandon(&self) {
         loop {
             self.collect();
             self.taken.store(false, Ordering::SeqCst);
@@ -168,15 +172,15 @@ impl Heap {
     }
 
     /// Takes back remote frees and gives every empty page back to the system.
-    pub fn collect(&mut self) {
+    pub fn collect(&self) {
         self.drain_remote();
         for slot in 0..RETAINED_EMPTY_PAGES {
-            let page = core::mem::replace(&mut self.ring[slot], null_mut());
+            let page = self.ring[slot].replace(null_mut());
             if !page.is_null() {
                 self.unretain(page);
             }
         }
-        let spare = self.spare;
+        let spare = self.spare.get();
         // SAFETY: the spare is a live segment of this heap.
         if !spare.is_null() && unsafe { (*spare).is_empty() } {
             self.release_segment(spare);
@@ -184,7 +188,7 @@ impl Heap {
     }
 
     /// Frees the blocks other threads returned.
-    fn drain_remote(&mut self) {
+    fn drain_remote(&self) {
         if self.remote.load(Ordering::Relaxed).is_null() {
             return;
         }
@@ -205,24 +209,24 @@ impl Heap {
     /// A page became empty, or got a free block while full.
     #[cold]
     #[inline(never)]
-    fn page_changed(&mut self, page: *mut Page) {
+    fn page_changed(&self, page: *mut Page) {
         // SAFETY: the page is a live page of this heap.
-        let p = unsafe { &mut *page };
-        if p.full {
-            p.full = false;
+        let p = unsafe { &*page };
+        if p.full.get() {
+            p.full.set(false);
             self.link(page);
         }
-        if p.used != 0 {
+        if p.used.get() != 0 {
             return;
         }
         // SAFETY: the page's segment is a live segment of this heap.
         let seg = unsafe { SmallSegment::page_of(page.cast()).0 };
         // SAFETY: as above.
-        if seg != self.spare && unsafe { (*seg).is_empty() } {
-            let spare = self.spare;
+        if seg != self.spare.get() && unsafe { (*seg).is_empty() } {
+            let spare = self.spare.get();
             // SAFETY: the spare, if any, is a live segment of this heap.
             if spare.is_null() || !unsafe { (*spare).is_empty() } {
-                self.spare = seg;
+                self.spare.set(seg);
             } else {
                 self.release_segment(seg);
                 return;
@@ -231,10 +235,11 @@ impl Heap {
         let capacity = options::retain_pages();
         if capacity == 0 {
             self.unretain(page);
-        } else if !p.in_ring {
-            p.in_ring = true;
-            let oldest = core::mem::replace(&mut self.ring[self.ring_next], page);
-            self.ring_next = (self.ring_next + 1) % capacity;
+        } else if !p.in_ring.get() {
+            p.in_ring.set(true);
+            let next = self.ring_next.get();
+            let oldest = self.ring[next].replace(page);
+            self.ring_next.set((next + 1) % capacity);
             if !oldest.is_null() {
                 self.unretain(oldest);
             }
@@ -242,20 +247,20 @@ impl Heap {
     }
 
     /// Takes a page out of the ring; if it is still empty, back to the system.
-    fn unretain(&mut self, page: *mut Page) {
+    fn unretain(&self, page: *mut Page) {
         // SAFETY: pages in the ring are live pages of this heap.
-        let p = unsafe { &mut *page };
-        p.in_ring = false;
-        if p.used != 0 {
+        let p = unsafe { &*page };
+        p.in_ring.set(false);
+        if p.used.get() != 0 {
             return;
         }
         self.unlink(page);
         // SAFETY: the page is empty and unlinked; its segment is ours.
         unsafe {
             let (seg, _) = SmallSegment::page_of(page.cast());
-            let s = &mut *seg;
+            let s = &*seg;
             let was_full = !s.has_free_page();
-            s.release_page(page);
+            s.release_page(p);
             if s.is_unused() {
                 if !was_full {
                     self.unlink_segment(seg);
@@ -268,16 +273,15 @@ impl Heap {
     }
 
     /// Unmaps a segment none of whose pages holds a block.
-    fn release_segment(&mut self, seg: *mut SmallSegment) {
+    fn release_segment(&self, seg: *mut SmallSegment) {
         // SAFETY: `seg` is a live segment of this heap; its pages are empty,
         // so each is in its class queue (never full) and maybe in the ring.
         unsafe {
             for page in (*seg).assigned_pages() {
+                let page = page as *const Page as *mut Page;
                 self.unlink(page);
-                if (*page).in_ring {
-                    for slot in self.ring.iter_mut().filter(|slot| **slot == page) {
-                        *slot = null_mut();
-                    }
+                if (*page).in_ring.get() {
+                    self.ring.iter().filter(|slot| slot.get() == page).for_each(|slot| slot.set(null_mut()));
                 }
             }
             if (*seg).has_free_page() {
@@ -287,86 +291,87 @@ impl Heap {
         self.destroy_segment(seg);
     }
 
-    fn destroy_segment(&mut self, seg: *mut SmallSegment) {
-        if seg == self.spare {
-            self.spare = null_mut();
+    fn destroy_segment(&self, seg: *mut SmallSegment) {
+        if seg == self.spare.get() {
+            self.spare.set(null_mut());
         }
         // SAFETY: the caller unlinked the segment and nothing refers to it.
         unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     }
 
-    fn new_page(&mut self, class: usize) -> Option<*mut Page> {
-        if self.segments.is_null() {
+    fn new_page(&self, class: usize) -> Option<*mut Page> {
+        if self.segments.get().is_null() {
             let seg = SmallSegment::create(self)
                 .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(self)).flatten())?
                 .as_ptr();
             self.link_segment(seg);
         }
-        let seg = self.segments;
+        let seg = self.segments.get();
         // SAFETY: segments in the list are live segments of this heap with a
         // free page.
-        let s = unsafe { &mut *seg };
-        let page = s.take_page(class);
+        let s = unsafe { &*seg };
+        let page = s.take_page(class) as *const Page as *mut Page;
         if !s.has_free_page() {
             self.unlink_segment(seg);
         }
         Some(page)
     }
 
-    fn link(&mut self, page: *mut Page) {
+    fn link(&self, page: *mut Page) {
         // SAFETY: `page` and the queue's pages are live pages of this heap.
         unsafe {
-            let class = (*page).class as usize;
-            let head = self.queues[class];
-            (*page).prev = null_mut();
-            (*page).next = head;
+            let class = (*page).class.get() as usize;
+            let head = self.queues[class].get();
+            (*page).prev.set(null_mut());
+            (*page).next.set(head);
             if !head.is_null() {
-                (*head).prev = page;
+                (*head).prev.set(page);
             }
-            self.queues[class] = page;
+            self.queues[class].set(page);
         }
     }
 
-    fn unlink(&mut self, page: *mut Page) {
+    fn unlink(&self, page: *mut Page) {
         // SAFETY: `page` is linked in its class queue of this heap.
         unsafe {
-            let (prev, next) = ((*page).prev, (*page).next);
+            let (prev, next) = ((*page).prev.get(), (*page).next.get());
             if prev.is_null() {
-                self.queues[(*page).class as usize] = next;
+                self.queues[(*page).class.get() as usize].set(next);
             } else {
-                (*prev).next = next;
+                (*prev).next.set(next);
             }
             if !next.is_null() {
-                (*next).prev = prev;
+                (*next).prev.set(prev);
             }
-            (*page).prev = null_mut();
-            (*page).next = null_mut();
+            (*page).prev.set(null_mut());
+            (*page).next.set(null_mut());
         }
     }
 
-    fn link_segment(&mut self, seg: *mut SmallSegment) {
+    fn link_segment(&self, seg: *mut SmallSegment) {
         // SAFETY: `seg` and the list's segments are live segments of this heap.
         unsafe {
-            (*seg).prev = null_mut();
-            (*seg).next = self.segments;
-            if !self.segments.is_null() {
-                (*self.segments).prev = seg;
+            let head = self.segments.get();
+            (*seg).prev.set(null_mut());
+            (*seg).next.set(head);
+            if !head.is_null() {
+                (*head).prev.set(seg);
             }
         }
-        self.segments = seg;
+        self.segments.set(seg);
     }
 
-    fn unlink_segment(&mut self, seg: *mut SmallSegment) {
+    fn unlink_segment(&self, seg: *mut SmallSegment) {
         // SAFETY: `seg` is in this heap's segment list.
         unsafe {
-            let (prev, next) = ((*seg).prev, (*seg).next);
+            let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
             if prev.is_null() {
-                self.segments = next;
+                self.segments.set(next);
             } else {
-                (*prev).next = next;
+                (*prev).next.set(next);
             }
             if !next.is_null() {
-                (*next).prev = prev;
+                (*next).prev.set(prev);
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::os::{self, OS_PAGE};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
 use crate::size_class::{MAX_SMALL, class_size};
 use crate::{error, options};
+use core::cell::Cell;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -97,21 +98,23 @@ impl Block {
 
 /// Descriptor of one small page. Fields read by other threads' `free`
 /// validation are atomics (Relaxed: plain loads and stores on x86); the rest
-/// belong to the owning heap alone.
+/// are `Cell`s that only the thread owning the heap touches. No `&mut` to a
+/// page is ever made: other threads may hold `&Page` for validation at any
+/// time.
 #[repr(C)]
 pub struct Page {
     /// Local free list.
-    pub free: *mut Block,
+    free: Cell<*mut Block>,
     /// Next never-used block, and the end of the bump area.
     bump: AtomicUsize,
-    end: usize,
+    end: Cell<usize>,
     /// Blocks handed out and not yet freed back to this list.
-    pub used: u32,
+    pub used: Cell<u32>,
     /// Whether the page is off its class queue because it had no free block.
-    pub full: bool,
+    pub full: Cell<bool>,
     /// Whether the page sits in its heap's ring of recently emptied pages.
-    pub in_ring: bool,
-    pub class: u8,
+    pub in_ring: Cell<bool>,
+    pub class: Cell<u8>,
     /// Block size; 0 while the page belongs to no class.
     block_size: AtomicUsize,
     /// First block: the page start, or past the header for page 0.
@@ -119,8 +122,8 @@ pub struct Page {
     /// ceil(2^32 / block_size): turns the interior-pointer check into a multiply.
     reciprocal: AtomicUsize,
     /// Neighbours in the heap's queue of the same class.
-    pub next: *mut Page,
-    pub prev: *mut Page,
+    pub next: Cell<*mut Page>,
+    pub prev: Cell<*mut Page>,
 }
 
 /// The header of a small segment.
@@ -129,12 +132,12 @@ pub struct SmallSegment {
     header: SegmentHeader,
     /// The heap whose pages these are; fixed for the segment's life (a heap
     /// outlives its thread: another thread adopts it).
-    pub heap: *mut Heap,
+    pub heap: *const Heap,
     /// Bit i set: page i is free.
-    free_pages: u64,
+    free_pages: Cell<u64>,
     /// Neighbours in the heap's list of segments that have free pages.
-    pub next: *mut SmallSegment,
-    pub prev: *mut SmallSegment,
+    pub next: Cell<*mut SmallSegment>,
+    pub prev: Cell<*mut SmallSegment>,
     pages: [Page; PAGES_PER_SEGMENT],
 }
 
@@ -161,8 +164,8 @@ impl Page {
     /// written after it was freed: the process aborts with a report rather
     /// than hand out memory the free list no longer describes.
     #[inline(always)]
-    pub fn pop(&mut self) -> *mut u8 {
-        let block = self.free;
+    pub fn pop(&self) -> *mut u8 {
+        let block = self.free.get();
         if !block.is_null() {
             let key = KEY.load(Relaxed);
             // SAFETY: blocks on the free list are ours to read and write.
@@ -172,16 +175,16 @@ impl Page {
                 if !intact || (next != 0 && (next ^ block as usize) >= PAGE_SIZE) {
                     error::corrupted(block.cast());
                 }
-                self.free = next as *mut Block;
+                self.free.set(next as *mut Block);
                 (*block).marker = 0;
             }
-            self.used += 1;
+            self.used.set(self.used.get() + 1);
             return block.cast();
         }
         let fresh = self.bump.load(Relaxed);
-        if fresh < self.end {
+        if fresh < self.end.get() {
             self.bump.store(fresh + self.block_size.load(Relaxed), Relaxed);
-            self.used += 1;
+            self.used.set(self.used.get() + 1);
             return fresh as *mut u8;
         }
         null_mut()
@@ -194,13 +197,14 @@ impl Page {
     /// `block` is a live block of this page, validated by [`Self::check`], and
     /// the caller owns the page's heap.
     #[inline(always)]
-    pub unsafe fn push(&mut self, block: *mut Block) -> bool {
+    pub unsafe fn push(&self, block: *mut Block) -> bool {
         debug_assert!(block as usize ^ self.start.load(Relaxed) < PAGE_SIZE);
         // SAFETY: per the contract the block is ours now.
-        unsafe { Block::set_free(block, self.free) };
-        self.free = block;
-        self.used -= 1;
-        self.used == 0 || self.full
+        unsafe { Block::set_free(block, self.free.get()) };
+        self.free.set(block);
+        let used = self.used.get() - 1;
+        self.used.set(used);
+        used == 0 || self.full.get()
     }
 
     /// Whether `p` is a block this page handed out and that is not free.
@@ -228,19 +232,19 @@ impl Page {
         self.block_size.load(Relaxed)
     }
 
-    fn assign(&mut self, class: usize, start: usize, area_end: usize) {
+    fn assign(&self, class: usize, start: usize, area_end: usize) {
         let size = class_size(class);
-        self.free = null_mut();
-        self.used = 0;
-        self.full = false;
-        self.in_ring = false;
-        self.class = class as u8;
+        self.free.set(null_mut());
+        self.used.set(0);
+        self.full.set(false);
+        self.in_ring.set(false);
+        self.class.set(class as u8);
         self.start.store(start, Relaxed);
         self.bump.store(start, Relaxed);
-        self.end = start + (area_end - start) / size * size;
+        self.end.set(start + (area_end - start) / size * size);
         self.reciprocal.store((1u64 << 32).div_ceil(size as u64) as usize, Relaxed);
-        self.next = null_mut();
-        self.prev = null_mut();
+        self.next.set(null_mut());
+        self.prev.set(null_mut());
         self.block_size.store(size, Relaxed);
     }
 }
@@ -250,10 +254,10 @@ impl Page {
     /// random order (a random start and a random stride coprime with the
     /// block count visit each block once), so the address of the next block
     /// cannot be predicted from the last. Costs a write to every block.
-    fn shuffle(&mut self, seed: u64) {
+    fn shuffle(&self, seed: u64) {
         let size = self.block_size.load(Relaxed);
         let start = self.start.load(Relaxed);
-        let n = (self.end - start) / size;
+        let n = (self.end.get() - start) / size;
         let mut rng = seed;
         let first = (splitmix64(&mut rng) % n as u64) as usize;
         let mut stride = if n > 1 { 1 + (splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
@@ -263,10 +267,10 @@ impl Page {
         for i in (0..n).rev() {
             let block = (start + (first + i * stride) % n * size) as *mut Block;
             // SAFETY: the block lies in this fresh page, which no one uses yet.
-            unsafe { Block::set_free(block, self.free) };
-            self.free = block;
+            unsafe { Block::set_free(block, self.free.get()) };
+            self.free.set(block);
         }
-        self.bump.store(self.end, Relaxed);
+        self.bump.store(self.end.get(), Relaxed);
     }
 }
 
@@ -291,7 +295,7 @@ static SHUFFLES: AtomicUsize = AtomicUsize::new(0);
 
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
-    pub fn create(heap: *mut Heap) -> Option<NonNull<SmallSegment>> {
+    pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
         let seg = segment::create(Kind::Small, SEGMENT_SIZE)?.cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
         // is a valid `Page` (a free page with null links). The guard page
@@ -299,7 +303,7 @@ impl SmallSegment {
         unsafe {
             let s = &mut *seg.as_ptr();
             s.heap = heap;
-            s.free_pages = ALL_PAGES;
+            s.free_pages.set(ALL_PAGES);
             if options::secure() {
                 os::protect(seg.as_ptr().cast::<u8>().add(HEADER_SIZE), OS_PAGE);
             }
@@ -321,36 +325,33 @@ impl SmallSegment {
     }
 
     pub fn has_free_page(&self) -> bool {
-        self.free_pages != 0
+        self.free_pages.get() != 0
     }
 
     pub fn is_unused(&self) -> bool {
-        self.free_pages == ALL_PAGES
+        self.free_pages.get() == ALL_PAGES
     }
 
     /// The pages assigned to a class (empty or not).
-    pub fn assigned_pages(&mut self) -> impl Iterator<Item = *mut Page> + '_ {
-        let assigned = !self.free_pages & ALL_PAGES;
-        let pages = self.pages.as_mut_ptr();
-        // SAFETY: every index below PAGES_PER_SEGMENT is a page descriptor.
-        (0..PAGES_PER_SEGMENT).filter(move |i| assigned & (1 << i) != 0).map(move |i| unsafe { pages.add(i) })
+    pub fn assigned_pages(&self) -> impl Iterator<Item = &Page> + '_ {
+        let assigned = !self.free_pages.get() & ALL_PAGES;
+        self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0).map(|(_, p)| p)
     }
 
     /// Whether no page of the segment holds a block (scans the descriptors:
     /// called only when a page becomes empty).
-    pub fn is_empty(&mut self) -> bool {
-        // SAFETY: assigned pages are live descriptors of this segment.
-        self.assigned_pages().all(|p| unsafe { (*p).used == 0 })
+    pub fn is_empty(&self) -> bool {
+        self.assigned_pages().all(|p| p.used.get() == 0)
     }
 
     /// Takes a free page (the lowest, to keep the used part of the segment
     /// compact) and assigns it to `class`.
-    pub fn take_page(&mut self, class: usize) -> *mut Page {
+    pub fn take_page(&self, class: usize) -> &Page {
         debug_assert!(self.has_free_page());
-        let index = self.free_pages.trailing_zeros() as usize;
-        self.free_pages &= !(1 << index);
+        let index = self.free_pages.get().trailing_zeros() as usize;
+        self.free_pages.set(self.free_pages.get() & !(1 << index));
         let (start, end) = self.page_area(index);
-        let page = &mut self.pages[index];
+        let page = &self.pages[index];
         page.assign(class, start, end);
         if options::secure() {
             let seed = (start ^ KEY.load(Relaxed)) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
@@ -364,19 +365,16 @@ impl SmallSegment {
     ///
     /// # Safety
     /// `page` is a page of this segment with no live block and in no list.
-    pub unsafe fn release_page(&mut self, page: *mut Page) {
-        let index = (page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
-        // SAFETY: per the contract, page is ours and unused. A zero bump
-        // pointer makes every pointer into the page fail `check`.
-        unsafe {
-            (*page).block_size.store(0, Relaxed);
-            (*page).bump.store(0, Relaxed);
-        }
+    pub unsafe fn release_page(&self, page: &Page) {
+        let index = (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
+        // A zero bump pointer makes every pointer into the page fail `check`.
+        page.block_size.store(0, Relaxed);
+        page.bump.store(0, Relaxed);
         let (start, end) = self.page_area(index);
         // SAFETY: the page's blocks are all free, and `start` is OS-page
         // aligned (the header size is rounded), so no header byte is purged.
         unsafe { os::purge(start as *mut u8, end - start) };
-        self.free_pages |= 1 << index;
+        self.free_pages.set(self.free_pages.get() | 1 << index);
     }
 
     /// The block area of page `index`.
@@ -408,12 +406,9 @@ mod tests {
     #[test]
     fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
         let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test.
-        let s = unsafe { &mut *seg.as_ptr() };
-        let class = class_of(48);
-        let page = s.take_page(class);
-        // SAFETY: `page` points into `s`, which lives until destroyed below.
-        let page = unsafe { &mut *page };
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let page = s.take_page(class_of(48));
         let a = page.pop();
         let b = page.pop();
         assert_eq!(b as usize - a as usize, 48);

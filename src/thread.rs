@@ -175,7 +175,7 @@ pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
         // SAFETY: heaps in the list are never freed; `f` reads only atomics.
         unsafe {
             f(&*heap);
-            heap = (*heap).all_next;
+            heap = (*heap).all_next.get();
         }
     }
 }
@@ -259,11 +259,11 @@ fn take_heap() -> *mut Heap {
         while !(*link).is_null() {
             let heap = *link;
             if (*heap).try_take() {
-                *link = (*heap).pool_next;
+                *link = (*heap).pool_next.get();
                 return heap;
             }
             // Claimed for a moment by a thread freeing one of its blocks.
-            link = &raw mut (*heap).pool_next;
+            link = (*heap).pool_next.as_ptr();
         }
     }
     let size = size_of::<Heap>().next_multiple_of(64);
@@ -283,7 +283,7 @@ fn take_heap() -> *mut Heap {
     unsafe {
         let taken = (*heap).try_take();
         debug_assert!(taken);
-        (*heap).all_next = ALL_HEAPS.load(Ordering::Relaxed);
+        (*heap).all_next.set(ALL_HEAPS.load(Ordering::Relaxed));
     }
     ALL_HEAPS.store(heap, Ordering::Release);
     heap
@@ -298,7 +298,7 @@ extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     // finds it once the release is done.
     unsafe {
         let mut pool = POOL.lock();
-        (*heap).pool_next = pool.abandoned;
+        (*heap).pool_next.set(pool.abandoned);
         pool.abandoned = heap;
         drop(pool);
         (*heap).abandon();
