@@ -6,7 +6,7 @@ LIB64 := target/x86_64-unknown-linux-gnu/release/libmemory.so
 
 PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test test-rust test-c test-install test-bench lint install bench bench-quick clean
+.PHONY: all setup build demo test test-rust test-c test-install test-bench test-fuzz lint install bench clean
 
 all: setup build demo
 
@@ -23,7 +23,7 @@ demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-c test-install test-bench lint
+test: build test-rust test-c test-install test-bench test-fuzz lint
 
 test-rust:
 	cargo test --release
@@ -58,6 +58,12 @@ bench: build
 
 test-bench:
 	$(MAKE) -C bench test
+
+# Time-bounded fuzzing (libFuzzer when cargo-fuzz is installed, else the
+# stable driver), 64- and 32-bit, default and secure mode.
+FUZZ_SECONDS ?= 30
+test-fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 lint:
 	cargo fmt --all -- --check

@@ -212,11 +212,13 @@ impl Page {
     #[inline(always)]
     pub fn check(&self, p: *mut u8) -> Result<*mut Block, BadBlock> {
         let offset = (p as usize).wrapping_sub(self.start.load(Relaxed));
-        let size = self.block_size.load(Relaxed);
+        if offset >= PAGE_SIZE || p as usize >= self.bump.load(Relaxed) {
+            return Err(BadBlock::Invalid);
+        }
         // Offsets are below 2^16 and sizes below 2^15, so the reciprocal
         // multiply gives the exact quotient (see `docs/design.md`).
         let index = ((offset as u64 * self.reciprocal.load(Relaxed) as u64) >> 32) as usize;
-        if p as usize >= self.bump.load(Relaxed) || offset >= PAGE_SIZE || index * size != offset {
+        if index * self.block_size.load(Relaxed) != offset {
             return Err(BadBlock::Invalid);
         }
         let block = p.cast::<Block>();

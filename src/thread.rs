@@ -29,6 +29,10 @@ mod slot {
     core::arch::global_asm!(
         ".pushsection .tbss,\"awT\",@nobits",
         ".balign 8",
+        // Global but hidden: other objects of a build that links the rlib
+        // without LTO must resolve it; the shared library does not export it.
+        ".globl mallocator_thread_heap",
+        ".hidden mallocator_thread_heap",
         ".type mallocator_thread_heap, @object",
         ".size mallocator_thread_heap, 8",
         "mallocator_thread_heap:",
@@ -78,6 +82,10 @@ mod slot {
     core::arch::global_asm!(
         ".pushsection .tbss,\"awT\",@nobits",
         ".balign 4",
+        // Global but hidden: other objects of a build that links the rlib
+        // without LTO must resolve it; the shared library does not export it.
+        ".globl mallocator_thread_heap",
+        ".hidden mallocator_thread_heap",
         ".type mallocator_thread_heap, @object",
         ".size mallocator_thread_heap, 4",
         "mallocator_thread_heap:",
