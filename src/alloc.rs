@@ -52,13 +52,25 @@ pub fn init() {
 /// `errno = ENOMEM` when memory cannot be had.
 #[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    let p = if align <= MIN_ALIGN && size <= MAX_SMALL {
-        alloc_small(size)
-    } else {
-        match route(size, align) {
-            Route::Small(size) => alloc_small(size),
-            Route::Large => large::alloc(size, align).0,
+    if align <= MIN_ALIGN && size <= MAX_SMALL {
+        let heap = thread::heap_if_any();
+        if !heap.is_null() {
+            // SAFETY: the calling thread owns its heap.
+            return unsafe { (*heap).alloc(class_of(size), size) };
         }
+    }
+    alloc_cold(size, align)
+}
+
+/// Everything but a small request from a thread that has its heap: the first
+/// allocation of a thread, aligned and large requests. Out of line, so the
+/// fast path needs no stack frame.
+#[cold]
+#[inline(never)]
+fn alloc_cold(size: usize, align: usize) -> *mut u8 {
+    let p = match route(size, align) {
+        Route::Small(size) => alloc_small(size),
+        Route::Large => large::alloc(size, align).0,
     };
     if p.is_null() {
         os::set_errno(libc::ENOMEM);

@@ -62,32 +62,47 @@ impl Heap {
         self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
     }
 
-    /// Allocates a block of `class` for a request of `size` bytes.
+    /// Allocates a block of `class` for a request of `size` bytes; null with
+    /// `errno = ENOMEM` when no memory is left.
     #[inline(always)]
     pub fn alloc(&self, class: usize, size: usize) -> *mut u8 {
         // Lets the compiler drop the bounds checks below (`class_of` keeps
         // this); a violated invariant still panics, in the cold path.
         assert!(class < NUM_CLASSES);
         let page = self.queues[class].get();
-        let mut p = core::ptr::null_mut();
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
-            p = unsafe { (*page).pop() };
-        }
-        if p.is_null() {
-            p = self.alloc_slow(class);
-            if p.is_null() {
+            let p = unsafe { (*page).pop() };
+            if !p.is_null() {
+                self.count(class, size);
                 return p;
             }
         }
+        self.alloc_slow(class, size)
+    }
+
+    #[inline(always)]
+    fn count(&self, class: usize, size: usize) {
         let counters = &self.counters[class];
         counters.allocations.add(1);
         counters.requested.add(size as u64);
+    }
+
+    /// The head page of the class had no block: take remote frees back, try
+    /// the class's other pages, then a fresh page. Out of line, so the fast
+    /// path above needs no stack frame.
+    #[inline(never)]
+    fn alloc_slow(&self, class: usize, size: usize) -> *mut u8 {
+        let p = self.alloc_from_other_pages(class);
+        if p.is_null() {
+            crate::os::set_errno(libc::ENOMEM);
+        } else {
+            self.count(class, size);
+        }
         p
     }
 
-    #[inline(never)]
-    fn alloc_slow(&self, class: usize) -> *mut u8 {
+    fn alloc_from_other_pages(&self, class: usize) -> *mut u8 {
         self.drain_remote();
         loop {
             let page = self.queues[class].get();
