@@ -125,7 +125,7 @@ const HUGE_CACHE: usize = 16;
 /// faulting in fresh ones, which is what costs there. Measured on the
 /// `large_blocks` benchmark (`bench/build/64/large mode=blocks live=32
 /// iters=4000`, tcmalloc: 0.033 s): a fixed 2 MiB took 1.25 s, a quarter of
-/// the live bytes 1.1 s, once the live bytes 0.40 s, twice 0.27 s, four
+/// the live bytes 1.4 s, once the live bytes 0.40 s, twice 0.27 s, four
 /// times 0.22 s — peak RSS 46 MB in all three last cases. Twice bounds the
 /// resident size to three times the live bytes; a program that frees
 /// everything keeps the minimum.
