@@ -12,6 +12,23 @@ use crate::sync::SpinLock;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
+// The slot itself, one pointer in the static TLS block. Global but hidden:
+// other objects of a build that links the rlib without LTO must resolve it;
+// the shared library does not export it.
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".balign {size}",
+    ".globl mallocator_thread_heap",
+    ".hidden mallocator_thread_heap",
+    ".type mallocator_thread_heap, @object",
+    ".size mallocator_thread_heap, {size}",
+    "mallocator_thread_heap:",
+    ".zero {size}",
+    ".popsection",
+    size = const size_of::<usize>(),
+);
+
 /// The calling thread's heap pointer.
 ///
 /// On x86_64 it is a TLS slot declared in assembly and reached with the
@@ -25,20 +42,6 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 #[cfg(target_arch = "x86_64")]
 mod slot {
     use super::Heap;
-
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign 8",
-        // Global but hidden: other objects of a build that links the rlib
-        // without LTO must resolve it; the shared library does not export it.
-        ".globl mallocator_thread_heap",
-        ".hidden mallocator_thread_heap",
-        ".type mallocator_thread_heap, @object",
-        ".size mallocator_thread_heap, 8",
-        "mallocator_thread_heap:",
-        ".zero 8",
-        ".popsection",
-    );
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
@@ -78,20 +81,6 @@ mod slot {
 #[cfg(target_arch = "x86")]
 mod slot {
     use super::Heap;
-
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".balign 4",
-        // Global but hidden: other objects of a build that links the rlib
-        // without LTO must resolve it; the shared library does not export it.
-        ".globl mallocator_thread_heap",
-        ".hidden mallocator_thread_heap",
-        ".type mallocator_thread_heap, @object",
-        ".size mallocator_thread_heap, 4",
-        "mallocator_thread_heap:",
-        ".zero 4",
-        ".popsection",
-    );
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
