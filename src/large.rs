@@ -10,16 +10,17 @@
 //!  large segment: | header: runs[] | used 3p | free 5p (in bin) | used 1p | ...
 //! ```
 //!
-//! Above `LARGE_MAX` a request gets a segment of its own (a *huge* block),
-//! unmapped when freed.
+//! Above `LARGE_MAX` a request gets a segment of its own (a *huge* block);
+//! freed, the mapping is cached for the next huge request (resized with
+//! `mremap`).
 //!
-//! Release policy: freed runs stay resident until `MALLOCATOR_DIRTY_KIB`
-//! (default 2 MiB) bytes have been freed, then every free run is purged at
-//! once. Purging costs a system call per run and page faults on reuse; 2 MiB
-//! is about the L2+L3 share of a core, what a program recycling large buffers
-//! would reuse while still warm; a segment that becomes
-//! entirely free is unmapped, except one spare (purged) to absorb a program
-//! that allocates and frees one large block in a loop.
+//! Release policy: freed runs and cached huge mappings stay resident while
+//! they total at most twice the live large and huge bytes (at least
+//! `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see [`resident_budget`]); past that,
+//! cached mappings are unmapped oldest first, then every free run is purged.
+//! A segment that becomes entirely free is unmapped, except one spare
+//! (purged) to absorb a program that allocates and frees one large block in a
+//! loop; when a mapping fails, the caches go first.
 
 use crate::os::{self, OS_PAGE, align_up};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};

@@ -18,14 +18,15 @@ static SECURE: AtomicBool = AtomicBool::new(false);
 /// `MALLOCATOR_RETAIN_PAGES=n` (0..=64, default 64): emptied small pages a
 /// thread keeps before purging.
 static RETAIN_PAGES: AtomicUsize = AtomicUsize::new(MAX_RETAIN_PAGES);
-/// `MALLOCATOR_DIRTY_KIB=n` (default 2048): KiB of freed large blocks kept
-/// resident before they are purged.
+/// `MALLOCATOR_DIRTY_KIB=n` (default 2048): the least KiB of freed large
+/// memory kept resident (the budget is twice the live large bytes if more).
 static DIRTY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_DIRTY_KIB << 10);
 
 /// The ring of emptied pages has this many slots (see `heap.rs` for the
 /// measurement behind the default).
 pub const MAX_RETAIN_PAGES: usize = 64;
-/// Freed large runs stay resident up to this (see `large.rs`).
+/// 2 MiB, about the L2+L3 share of a core: what a program recycling large
+/// buffers reuses while still warm (see `large.rs`).
 const DEFAULT_DIRTY_KIB: usize = 2048;
 
 pub fn init() {
