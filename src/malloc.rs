@@ -20,9 +20,6 @@ fn c_size(size: usize) -> usize {
     if size > 8 && size <= MAX_SMALL { size.next_multiple_of(16) } else { size }
 }
 
-/// Alignment of every block from this family that is above 8 bytes.
-const C_ALIGN: usize = 16;
-
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
     alloc::alloc(c_size(size), MIN_ALIGN).cast()
@@ -43,7 +40,7 @@ pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
         os::set_errno(libc::ENOMEM);
         return null_mut();
     };
-    alloc::alloc_zeroed(c_size(total), C_ALIGN).cast()
+    alloc::alloc_zeroed(c_size(total), MIN_ALIGN).cast()
 }
 
 /// # Safety
