@@ -2,16 +2,16 @@
 //!
 //! The layers, bottom up (see `docs/design.md` for the diagram and the numbers):
 //!
-//! - [`os`]: memory from `mmap` of `/dev/zero`, returned with `munmap`/`madvise`.
-//! - [`segment_map`]: which segment-aligned addresses are ours (pointer validation).
-//! - [`segment`]: aligned segments that hold small pages, large regions, or one huge block.
+//! - `os`: memory from `mmap` of `/dev/zero`, returned with `munmap`/`madvise`.
+//! - `segment_map`: which segment-aligned addresses are ours (pointer validation).
+//! - `segment`: aligned segments that hold small pages, large regions, or one huge block.
 //! - [`size_class`]: the slab size classes.
-//! - [`page`]: a slab of one size class: lazy bump area plus an intrusive free list.
-//! - [`heap`]: a thread's heap of pages; remote frees arrive on an atomic list.
-//! - [`thread`]: which heap belongs to the calling thread, and what happens when it exits.
-//! - [`large`]: the best-fit, coalescing region allocator above the largest class.
+//! - `page`: a slab of one size class: lazy bump area plus an intrusive free list.
+//! - `heap`: a thread's heap of pages; remote frees arrive on an atomic list.
+//! - `thread`: which heap belongs to the calling thread, and what happens when it exits.
+//! - `large`: the best-fit, coalescing region allocator above the largest class.
 //! - [`alloc`]: the entry points that route a request to the right layer.
-//! - [`fork`]: `pthread_atfork` handlers, so a child can allocate.
+//! - `fork`: `pthread_atfork` handlers, so a child can allocate.
 //! - [`stats`]: counters per class and per event, merged on read.
 //! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
 //! - `malloc`: the malloc family for `LD_PRELOAD` (feature `malloc`, default).
