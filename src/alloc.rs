@@ -134,7 +134,7 @@ fn route(size: usize, align: usize) -> Route {
 }
 
 /// Frees a block. Null is ignored; a pointer that is not a live block of ours
-/// is reported (see [`error`]) and otherwise ignored.
+/// is reported (one line on stderr) and otherwise ignored.
 ///
 /// # Safety
 /// Any pointer may be passed, but if `p` is a live block, nothing may use it

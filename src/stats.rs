@@ -5,7 +5,7 @@
 //! atomics.
 //!
 //! The snapshot is a `#[repr(C)]` struct, the same for C (`memory_stats`) and
-//! Rust ([`snapshot`]); [`print`] writes a readable table without allocating.
+//! Rust ([`snapshot`]); [`print()`] writes a readable table without allocating.
 
 use crate::size_class::{NUM_CLASSES, class_size, classes};
 use crate::text::Line;
