@@ -141,7 +141,7 @@ fn route(size: usize, align: usize) -> Route {
 /// afterwards.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
-    match segment::find(p) {
+    match segment::find_in_first_slot(p) {
         // SAFETY: `find` returned a live segment of ours that contains `p`.
         Some(seg) if unsafe { (*seg.as_ptr()).kind } == Kind::Small => free_small(p),
         // SAFETY: as above, or no segment.
@@ -153,10 +153,10 @@ pub unsafe fn free(p: *mut u8) {
 /// blocks. Out of line, so the small path needs no stack frame.
 ///
 /// # Safety
-/// `seg` is `segment::find(p)`.
+/// `seg` is `segment::find_in_first_slot(p)`.
 #[inline(never)]
 unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
-    let Some(seg) = seg else {
+    let Some(seg) = seg.or_else(|| segment::find(p)) else {
         if !p.is_null() {
             error::report(Misuse::Foreign, p, None);
         }
@@ -272,7 +272,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Small => fits && new_size >= block.usable / 2,
             Kind::Large => new_size > MAX_SMALL && align <= OS_PAGE && large::resize_in_place(block.seg, p, new_size),
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
-            Kind::Huge if new_size > large::LARGE_MAX && align <= OS_PAGE => {
+            Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
                 let q = large::resize_huge(block.seg, p, new_size);
                 if q.is_null() {
                     os::set_errno(libc::ENOMEM);
@@ -285,7 +285,14 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     if in_place {
         return p;
     }
-    let q = alloc(new_size, align);
+    let q = if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
+        match large::alloc_mapped(new_size) {
+            q if q.is_null() => alloc(new_size, align),
+            q => q,
+        }
+    } else {
+        alloc(new_size, align)
+    };
     if !q.is_null() {
         // SAFETY: both blocks are live and distinct; the copy stays within
         // both.

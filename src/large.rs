@@ -15,12 +15,13 @@
 //! `mremap`).
 //!
 //! Release policy: freed runs and cached huge mappings stay resident while
-//! they total at most twice the live large and huge bytes (at least
-//! `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see [`resident_budget`]); past that,
-//! cached mappings are unmapped oldest first, then every free run is purged.
-//! A segment that becomes entirely free is unmapped, except one spare
-//! (purged) to absorb a program that allocates and frees one large block in a
-//! loop; when a mapping fails, the caches go first.
+//! they total at most twice the recent peak of live large and huge bytes (at
+//! least `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see [`resident_budget`]).
+//! Past that, cached mappings are unmapped oldest first, then the resident
+//! pages of free runs are counted (`mincore`) and the largest runs purged
+//! until a quarter of the budget is free again. One entirely free segment
+//! stays (warm, until the budget wants its pages); others are unmapped. When
+//! a mapping fails, the caches go first.
 
 use crate::os::{self, OS_PAGE, align_up};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
@@ -28,29 +29,47 @@ use crate::sync::SpinLock;
 use crate::{options, stats};
 use core::ptr::{NonNull, null_mut};
 
-/// Above this a block gets its own mapping: a quarter segment keeps the best
-/// fit from stranding most of a segment behind one block (1 MiB on x86_64,
-/// 512 KiB on i686; glibc's mmap threshold starts at 128 KiB).
-pub const LARGE_MAX: usize = SEGMENT_SIZE / 4;
+/// A large segment spans eight segment slots (32 MiB on x86_64, 16 MiB on
+/// i686), so that blocks of several MiB share one coalescing pool: a freed
+/// 3 MiB block serves a 1 MiB and a 2 MiB request from pages that are still
+/// resident. With a mapping per block, the `large_blocks` benchmark (blocks
+/// of 4 KiB..4 MiB) page-faulted 132,000 times where tcmalloc's page heap
+/// faulted 15,000 times and ran 8x faster. Blocks past the first slot are
+/// found through the span table of [`crate::segment_map`].
+pub const LARGE_SEGMENT_SIZE: usize = 8 * SEGMENT_SIZE;
 
-const RUNS: usize = SEGMENT_SIZE / OS_PAGE;
+/// Above this a block gets its own mapping: a quarter of a large segment
+/// keeps the best fit from stranding most of a segment behind one block
+/// (8 MiB on x86_64, 4 MiB on i686).
+pub const LARGE_MAX: usize = LARGE_SEGMENT_SIZE / 4;
 
-/// Entry flags: a run's first page, its last page, a free run, a run whose
-/// pages may be resident (freed since the last purge).
-const FIRST: u32 = 1;
-const LAST: u32 = 2;
-const FREE: u32 = 4;
-const DIRTY: u32 = 8;
+/// A block that `realloc` moves to a size above this gets a mapping of its
+/// own, so that it keeps growing by moving pages (`mremap`) rather than by
+/// copying them (1 MiB on x86_64, 512 KiB on i686: glibc's mmap threshold
+/// starts at 128 KiB, and copying a MiB costs about what the `mremap` does).
+pub const MAPPED_GROWTH_MIN: usize = SEGMENT_SIZE / 4;
+
+const RUNS: usize = LARGE_SEGMENT_SIZE / OS_PAGE;
+
+/// Entry flags: a run's first page, its last page, a free run.
+const FIRST: u16 = 1;
+const LAST: u16 = 2;
+const FREE: u16 = 4;
 
 /// Per OS page of a large segment. `len` and `flags` are meaningful at the
-/// first and last page of a run, the links at the first page of a free run.
+/// first and last page of a run; `resident` and the links at the first page
+/// of a free run.
 #[repr(C)]
 struct Run {
     len: u32,
-    flags: u32,
+    flags: u16,
+    /// Pages of the free run that may be resident (an upper bound: freed
+    /// since the last purge); 0 means the run reads as zeros.
+    resident: u16,
     next: *mut Run,
     prev: *mut Run,
 }
+const _: () = assert!(RUNS <= u16::MAX as usize, "page counts fit `resident`");
 
 #[repr(C)]
 struct LargeSegment {
@@ -73,9 +92,9 @@ fn usable_pages() -> usize {
     RUNS - first_page()
 }
 
-/// Free runs of 1..=32 pages have a bin each; longer ones four bins per
-/// doubling. 53 bins, so one `u64` says which are non-empty.
-const EXACT_BINS: usize = 32;
+/// Free runs of 1..=16 pages have a bin each; longer ones four bins per
+/// doubling. 53 bins on x86_64, so one `u64` says which are non-empty.
+const EXACT_BINS: usize = 16;
 const BINS: usize = bin_of(RUNS) + 1;
 const _: () = assert!(BINS <= 64);
 
@@ -94,15 +113,15 @@ const fn bin_of(pages: usize) -> usize {
 struct State {
     bins: [*mut Run; BINS],
     nonempty: u64,
-    /// Bytes freed since the last purge and not reused since: an estimate
-    /// of what free runs hold resident.
+    /// Bytes of free runs that may be resident: the sum of their
+    /// `resident` pages.
     dirty: usize,
-    /// An entirely free, purged segment kept for the next request.
-    spare: *mut LargeSegment,
     /// Freed huge mappings kept for reuse (resident: reusing one costs no
     /// page faults), oldest first, and their total size.
     huge_cache: [*mut HugeHeader; HUGE_CACHE],
     huge_cached: usize,
+    /// Live large and huge bytes, decaying peak (see [`PEAK_DECAY`]).
+    recent_peak: usize,
 }
 
 // SAFETY: the state is only reached through its lock.
@@ -112,27 +131,31 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     bins: [null_mut(); BINS],
     nonempty: 0,
     dirty: 0,
-    spare: null_mut(),
     huge_cache: [null_mut(); HUGE_CACHE],
     huge_cached: 0,
+    recent_peak: 0,
 });
 
 /// Freed huge mappings kept at most (within the resident budget below).
 const HUGE_CACHE: usize = 16;
 
-/// What freed large memory may stay resident now: twice what is live in
-/// large and huge blocks, at least `MALLOCATOR_DIRTY_KIB` (default 2 MiB).
-/// A program that keeps replacing large blocks reuses warm pages instead of
-/// faulting in fresh ones, which is what costs there. Measured on the
-/// `large_blocks` benchmark (`bench/build/64/large mode=blocks live=32
-/// iters=4000`, tcmalloc: 0.033 s): a fixed 2 MiB took 1.25 s, a quarter of
-/// the live bytes 1.4 s, once the live bytes 0.40 s, twice 0.27 s, four
-/// times 0.22 s — peak RSS 46 MB in all three last cases. Twice bounds the
-/// resident size to three times the live bytes; a program that frees
-/// everything keeps the minimum.
-fn resident_budget() -> usize {
-    let live = stats::LARGE_LIVE_BYTES.get() + stats::HUGE_LIVE_BYTES.get();
-    options::dirty_limit().max(2 * live as usize)
+/// Share of the recent live peak forgotten per release: the peak decays by
+/// about two thirds over 64 frees. Fluctuations of the live bytes over a few
+/// dozen frees keep their warm pages (`large_blocks` replaces one of 32
+/// blocks per step); a program that frees its large blocks for good gets
+/// their memory back within a few dozen frees.
+const PEAK_DECAY: usize = 256;
+
+/// What freed large memory may stay resident: twice the recent peak of the
+/// live large and huge bytes, at least `MALLOCATOR_DIRTY_KIB` (default
+/// 2 MiB). A program that keeps replacing large blocks reuses warm pages
+/// instead of faulting in fresh ones, which is what costs there. Measured on
+/// `large_blocks` (`bench/build/64/large mode=blocks live=32 iters=4000`):
+/// with twice the *current* live bytes, dips of the live set purged 470 MB
+/// over the run (37,000 page faults, 0.076 s); never purging faults 11,900
+/// times (0.033 s, tcmalloc 0.031 s) at the same 48.9 MB peak RSS.
+fn resident_budget(recent_peak: usize) -> usize {
+    options::dirty_limit().max(2 * recent_peak)
 }
 
 /// Holds the large allocator's lock across `fork` (see [`crate::fork`]).
@@ -173,7 +196,7 @@ impl LargeSegment {
     }
 
     /// Writes the boundary entries of a run of `len` pages at `index`.
-    fn mark(&mut self, index: usize, len: usize, flags: u32) {
+    fn mark(&mut self, index: usize, len: usize, flags: u16) {
         let last = index + len - 1;
         self.runs[index].len = len as u32;
         self.runs[index].flags = flags | FIRST | if len == 1 { LAST } else { 0 };
@@ -185,13 +208,17 @@ impl LargeSegment {
 }
 
 impl State {
-    fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, flags: u32) {
-        seg.mark(index, len, flags | FREE);
+    /// Puts the free run of `len` pages at `index`, of which at most
+    /// `resident` may be resident, in its bin.
+    fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, resident: usize) {
+        seg.mark(index, len, FREE);
         let bin = bin_of(len);
         let run = seg.run(index);
+        self.dirty += resident * OS_PAGE;
         // SAFETY: `run` and the bin's head are entries of live large segments,
         // and we hold the lock.
         unsafe {
+            (*run).resident = resident as u16;
             (*run).prev = null_mut();
             (*run).next = self.bins[bin];
             if !self.bins[bin].is_null() {
@@ -206,6 +233,7 @@ impl State {
         // SAFETY: `run` is the first entry of a free run, linked in its bin.
         unsafe {
             let bin = bin_of((*run).len as usize);
+            self.dirty -= (*run).resident as usize * OS_PAGE;
             let (prev, next) = ((*run).prev, (*run).next);
             if prev.is_null() {
                 self.bins[bin] = next;
@@ -251,18 +279,12 @@ impl State {
         null_mut()
     }
 
-    /// A new (or the spare) segment, its whole usable area one free run.
+    /// A new segment, its whole usable area one free run.
     fn grow(&mut self) -> bool {
-        let seg = if self.spare.is_null() {
-            let created = segment::create(Kind::Large, SEGMENT_SIZE)
-                .or_else(|| self.release_caches().then(|| segment::create(Kind::Large, SEGMENT_SIZE)).flatten());
-            match created {
-                Some(s) => s.as_ptr().cast::<LargeSegment>(),
-                None => return false,
-            }
-        } else {
-            core::mem::replace(&mut self.spare, null_mut())
-        };
+        let created = segment::create(Kind::Large, LARGE_SEGMENT_SIZE)
+            .or_else(|| self.release_caches().then(|| segment::create(Kind::Large, LARGE_SEGMENT_SIZE)).flatten());
+        let Some(seg) = created else { return false };
+        let seg = seg.as_ptr().cast::<LargeSegment>();
         // SAFETY: the segment is live and its header ours (we hold the lock);
         // the guard page is part of the fresh mapping.
         unsafe {
@@ -274,13 +296,24 @@ impl State {
         true
     }
 
-    /// Keeps freed memory within the resident budget: unmaps cached huge
-    /// mappings, oldest first, then purges all free runs.
-    fn trim(&mut self) {
-        let budget = resident_budget();
+    /// After `released` bytes were given up, keeps freed memory within the
+    /// resident budget: unmaps cached huge mappings, oldest first, then
+    /// purges free runs.
+    fn trim(&mut self, released: usize) {
+        let live = (stats::LARGE_LIVE_BYTES.get() + stats::HUGE_LIVE_BYTES.get()) as usize;
+        // The live bytes peaked just before the release. A program that
+        // freed all its large blocks gets their memory back at once.
+        self.recent_peak = match live {
+            0 => 0,
+            _ => (live + released).max(self.recent_peak - self.recent_peak / PEAK_DECAY),
+        };
+        let budget = resident_budget(self.recent_peak);
+        if self.dirty + self.huge_cached > budget {
+            self.count_resident();
+        }
         while self.dirty + self.huge_cached > budget {
             if self.huge_cached == 0 {
-                self.purge_all();
+                self.purge_down_to(budget - budget / 4);
                 return;
             }
             let oldest = self.huge_cache[0];
@@ -295,10 +328,10 @@ impl State {
         }
     }
 
-    /// Unmaps every cached mapping and the spare segment: the address space
-    /// they hold is worth more than their warmth once a mapping fails.
+    /// Unmaps every cached mapping and entirely free segment: the address
+    /// space they hold is worth more than their warmth once a mapping fails.
     fn release_caches(&mut self) -> bool {
-        let had = self.huge_cached != 0 || !self.spare.is_null();
+        let had = self.release_free_segments() | (self.huge_cached != 0);
         for h in core::mem::replace(&mut self.huge_cache, [null_mut(); HUGE_CACHE]) {
             if !h.is_null() {
                 // SAFETY: as in `trim`.
@@ -306,11 +339,6 @@ impl State {
             }
         }
         self.huge_cached = 0;
-        let spare = core::mem::replace(&mut self.spare, null_mut());
-        if !spare.is_null() {
-            // SAFETY: the spare holds no block and only `spare` refers to it.
-            unsafe { segment::destroy(NonNull::new_unchecked(spare).cast()) };
-        }
         had
     }
 
@@ -348,28 +376,94 @@ impl State {
         let used = self.huge_cache.iter().take_while(|h| !h.is_null()).count();
         self.huge_cache[used] = h;
         // SAFETY: `h` is a live mapping of ours.
-        self.huge_cached += unsafe { (*h).header.size };
-        self.trim();
+        let size = unsafe { (*h).header.size };
+        self.huge_cached += size;
+        self.trim(size);
     }
 
-    /// Gives the memory of every free run back to the system.
-    fn purge_all(&mut self) {
+    /// Replaces the upper bounds of resident pages in free runs by what the
+    /// system says is resident. The bounds only grow when a warm run is
+    /// split (each part keeps the bound), so a program that reuses freed
+    /// runs piecemeal would otherwise look far over budget: on
+    /// `large_blocks` the bounds alone purged 430 MB over the run (43,000
+    /// page faults); counted, nothing needs purging there. `mincore` costs
+    /// a system call per 2 MiB of free runs, only when over budget.
+    fn count_resident(&mut self) {
         for bin in 0..BINS {
             let mut run = self.bins[bin];
             while !run.is_null() {
                 let (seg, index) = LargeSegment::of_run(run);
                 // SAFETY: `run` is the first entry of a free run of `seg`.
                 unsafe {
-                    if (*run).flags & DIRTY != 0 {
-                        let len = (*run).len as usize;
-                        os::purge((*seg).page_addr(index) as *mut u8, len * OS_PAGE);
-                        (*seg).mark(index, len, FREE);
+                    let bound = (*run).resident as usize;
+                    if bound != 0 {
+                        let addr = (*seg).page_addr(index) as *const u8;
+                        let now = os::resident_pages(addr, (*run).len as usize * OS_PAGE).min(bound);
+                        self.dirty -= (bound - now) * OS_PAGE;
+                        (*run).resident = now as u16;
                     }
                     run = (*run).next;
                 }
             }
         }
-        self.dirty = 0;
+    }
+
+    /// Purges free runs, largest first, until at most `target` bytes are
+    /// resident. Largest first
+    /// because a big free run is the least likely to be reused whole, and
+    /// stopping at the target (not purging everything) keeps the warm pages
+    /// that the next requests reuse without faults.
+    fn purge_down_to(&mut self, target: usize) {
+        for bin in (0..BINS).rev() {
+            let mut run = self.bins[bin];
+            while !run.is_null() && self.dirty > target {
+                let (seg, index) = LargeSegment::of_run(run);
+                // SAFETY: `run` is the first entry of a free run of `seg`;
+                // the next link is read before the run leaves its bin.
+                unsafe {
+                    let (len, resident) = ((*run).len as usize, (*run).resident as usize);
+                    let next = (*run).next;
+                    if resident != 0 {
+                        os::purge((*seg).page_addr(index) as *mut u8, len * OS_PAGE);
+                        self.dirty -= resident * OS_PAGE;
+                        (*run).resident = 0;
+                    }
+                    run = next;
+                }
+            }
+        }
+    }
+
+    /// The runs that are entirely free segments (the bin of the longest
+    /// runs holds them).
+    fn free_segments(&self) -> impl Iterator<Item = *mut Run> + use<> {
+        let mut run = self.bins[bin_of(usable_pages())];
+        core::iter::from_fn(move || {
+            while !run.is_null() {
+                let this = run;
+                // SAFETY: bins link first entries of free runs of live
+                // segments; the link is read before the caller may unmap it.
+                unsafe {
+                    run = (*this).next;
+                    if (*this).len as usize == usable_pages() {
+                        return Some(this);
+                    }
+                }
+            }
+            None
+        })
+    }
+
+    /// Unmaps every entirely free segment; true if there was one.
+    fn release_free_segments(&mut self) -> bool {
+        let mut any = false;
+        for run in self.free_segments() {
+            self.remove(run);
+            // SAFETY: the segment holds no block; nothing refers to it now.
+            unsafe { segment::destroy(NonNull::new_unchecked(LargeSegment::of_run(run).0).cast()) };
+            any = true;
+        }
+        any
     }
 }
 
@@ -391,34 +485,35 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let mut run = state.find(search);
     if run.is_null() {
         if !state.grow() {
-            return (null_mut(), false);
+            // No room for a large segment (a fragmented 32-bit address
+            // space, a full span table): a mapping of the block's size may
+            // still fit.
+            drop(state);
+            return alloc_huge(bytes, align);
         }
         run = state.find(search);
     }
+    // SAFETY: the run is free in a live segment; we hold the lock.
+    let (len, resident) = unsafe { ((*run).len as usize, (*run).resident as usize) };
     state.remove(run);
     let (seg, index) = LargeSegment::of_run(run);
-    // SAFETY: the run was free in a live segment; we hold the lock.
-    let seg = unsafe { &mut *seg };
     // SAFETY: as above.
-    let (len, flags) = unsafe { ((*run).len as usize, (*run).flags & DIRTY) };
+    let seg = unsafe { &mut *seg };
     let addr = align_up(seg.page_addr(index), align).unwrap_or(0);
     let start = (addr - seg.page_addr(index)) / OS_PAGE + index;
+    // Which of the run's pages were resident is not known: each part keeps
+    // the bound (`trim` counts them when it matters).
     if start > index {
-        state.insert(seg, index, start - index, flags);
+        state.insert(seg, index, start - index, resident.min(start - index));
     }
     let tail = index + len - (start + pages);
     if tail > 0 {
-        state.insert(seg, start + pages, tail, flags);
+        state.insert(seg, start + pages, tail, resident.min(tail));
     }
     seg.mark(start, pages, 0);
-    if flags & DIRTY != 0 {
-        // Reused resident pages are no longer free ones (an estimate: the
-        // run may have been only partly resident).
-        state.dirty = state.dirty.saturating_sub(bytes);
-    }
     stats::LARGE_ALLOCATIONS.add(1);
     stats::LARGE_LIVE_BYTES.add(bytes as u64);
-    (addr as *mut u8, flags & DIRTY == 0)
+    (addr as *mut u8, resident == 0)
 }
 
 /// Frees a large block.
@@ -471,33 +566,31 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
         return false;
     }
     stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
-    let dirty = s.runs[right].flags & DIRTY;
-    if dirty != 0 {
-        state.dirty = state.dirty.saturating_sub((pages - len) * OS_PAGE);
-    }
+    let resident = s.runs[right].resident as usize;
     state.remove(s.run(right));
     // The free run's first page is now inside the block: not a block start.
     s.runs[right].flags = 0;
     s.mark(index, pages, 0);
     let rest = len + free_len - pages;
     if rest > 0 {
-        state.insert(s, index + pages, rest, dirty);
+        state.insert(s, index + pages, rest, resident.min(rest));
     }
     true
 }
 
 /// Returns the run of `len` pages at `index` to the free bins, merged with
-/// free neighbours; unmaps (or keeps as the spare) a segment that became
-/// entirely free; purges once enough was freed.
+/// free neighbours, and trims to the resident budget.
 ///
 /// # Safety
 /// The run is part of `seg` and no live block overlaps it; the lock is held.
 unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usize, mut len: usize) {
     // SAFETY: per the contract.
     let s = unsafe { &mut *seg };
-    state.dirty += len * OS_PAGE;
+    let released = len * OS_PAGE;
+    let mut resident = len;
     if index > first_page() && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
         let left = index - s.runs[index - 1].len as usize;
+        resident += s.runs[left].resident as usize;
         state.remove(s.run(left));
         // A tombstone: a second free of this address reports a double free.
         s.runs[index].flags = FREE;
@@ -507,19 +600,22 @@ unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut index: usiz
     }
     let right = index + len;
     if right < RUNS && s.runs[right].flags & (FIRST | FREE) == FIRST | FREE {
+        resident += s.runs[right].resident as usize;
         state.remove(s.run(right));
         s.runs[right].flags &= !FIRST;
         s.runs[right - 1].flags &= !LAST;
         len += s.runs[right].len as usize;
     }
-    if len == usable_pages() {
-        s.runs[index].flags = FREE;
-        // SAFETY: the whole segment is free; nothing refers to it.
-        unsafe { retire(state, seg) };
-        return;
+    // One entirely free segment stays in the bins, warm, until the budget
+    // calls for its memory: it absorbs a program whose large blocks come and
+    // go together. A second one is unmapped at once.
+    if len == usable_pages() && state.free_segments().next().is_some() {
+        // SAFETY: the segment holds no block any more.
+        unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
+    } else {
+        state.insert(s, index, len, resident);
     }
-    state.insert(s, index, len, DIRTY);
-    state.trim();
+    state.trim(released);
 }
 
 /// The page index of the block starting at `p`, if `p` is a live block.
@@ -538,23 +634,6 @@ fn block_index(s: &LargeSegment, p: *mut u8) -> Result<usize, BadBlock> {
         return Err(BadBlock::DoubleFree);
     }
     Ok(index)
-}
-
-/// Keeps an entirely free segment as the spare, or unmaps it.
-///
-/// # Safety
-/// The segment is entirely free and not in any bin.
-unsafe fn retire(state: &mut State, seg: *mut LargeSegment) {
-    // SAFETY: per the contract the usable area holds no live block.
-    unsafe {
-        let area = (*seg).page_addr(first_page()) as *mut u8;
-        if state.spare.is_null() {
-            os::purge(area, usable_pages() * OS_PAGE);
-            state.spare = seg;
-        } else {
-            segment::destroy(NonNull::new_unchecked(seg).cast());
-        }
-    }
 }
 
 /// Usable bytes of the large or huge block at `p`, if `p` is a live block.
@@ -584,6 +663,13 @@ pub unsafe fn usable_size(seg: NonNull<SegmentHeader>, p: *const u8) -> Result<u
 struct HugeHeader {
     header: SegmentHeader,
     user: usize,
+}
+
+/// A block with a mapping of its own whatever its size, for `realloc` to
+/// grow with `mremap` (see [`MAPPED_GROWTH_MIN`]). Null when no memory is
+/// left.
+pub fn alloc_mapped(size: usize) -> *mut u8 {
+    align_up(size, OS_PAGE).map_or(null_mut(), |bytes| alloc_huge(bytes, OS_PAGE).0)
 }
 
 /// A huge block: a cached mapping if one is large enough (its surplus
@@ -788,6 +874,9 @@ mod tests {
         free_ok_huge(again);
         assert!(release_caches());
         assert!(segment::find(h).is_none(), "released caches are unmapped");
-        assert!(alloc(1 << 20, SEGMENT_SIZE).0.is_null(), "alignment beyond half a segment is refused");
+        let (a, _) = alloc(1 << 20, LARGE_MAX);
+        assert_eq!(a as usize % LARGE_MAX, 0, "the pool serves alignments up to LARGE_MAX");
+        free_ok(a);
+        assert!(alloc(1 << 20, 2 * LARGE_MAX).0.is_null(), "larger alignments are refused");
     }
 }

@@ -41,8 +41,20 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
     let base = NonNull::new(os::map_aligned(size, SEGMENT_SIZE))?.cast::<SegmentHeader>();
     // SAFETY: the mapping is fresh, writable, aligned and large enough.
     unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
+    if spans(kind, size) && !segment_map::insert_span(base.as_ptr() as usize, size) {
+        // SAFETY: the mapping was just made and nothing refers to it.
+        unsafe { os::unmap(base.as_ptr().cast(), size) };
+        return None;
+    }
     register(base);
     Some(base)
+}
+
+/// Whether blocks of the segment may start past its first slot, so that
+/// [`find`] needs the span table: large segments. A huge block starts in the
+/// first slot of its mapping.
+fn spans(kind: Kind, size: usize) -> bool {
+    kind == Kind::Large && size > SEGMENT_SIZE
 }
 
 /// Records a segment whose header is in place (also after a segment moved).
@@ -52,7 +64,12 @@ pub fn register(seg: NonNull<SegmentHeader>) {
 
 /// Forgets a segment's address (before it is unmapped or moved).
 pub fn forget(seg: NonNull<SegmentHeader>) {
-    segment_map::remove(seg.as_ptr() as usize);
+    let base = seg.as_ptr() as usize;
+    segment_map::remove(base);
+    // SAFETY: the header of a live segment is readable.
+    if unsafe { spans((*seg.as_ptr()).kind, (*seg.as_ptr()).size) } {
+        segment_map::remove_span(base);
+    }
 }
 
 /// Unregisters and unmaps a segment.
@@ -67,9 +84,15 @@ pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
 }
 
 /// The segment that holds `p`, if `p` lies in the first `SEGMENT_SIZE` bytes
-/// of a segment of ours.
+/// of a segment of ours: the hot path of `free` (small blocks always do).
 #[inline(always)]
-pub fn find(p: *const u8) -> Option<NonNull<SegmentHeader>> {
+pub fn find_in_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
     let base = p as usize & !(SEGMENT_SIZE - 1);
     if segment_map::contains(base) { NonNull::new(base as *mut SegmentHeader) } else { None }
+}
+
+/// The segment that holds `p`, if any: [`find_in_first_slot`], then the
+/// table of multi-slot large segments.
+pub fn find(p: *const u8) -> Option<NonNull<SegmentHeader>> {
+    find_in_first_slot(p).or_else(|| NonNull::new(segment_map::span_of(p as usize)? as *mut SegmentHeader))
 }

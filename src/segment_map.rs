@@ -50,6 +50,41 @@ pub fn contains(segment: usize) -> bool {
     }
 }
 
+/// Segments longer than one `SEGMENT_SIZE` slot whose blocks may start past
+/// the first slot (the large segments; see [`crate::large`]): pointers there
+/// miss the bitmap, so `free` falls back to this short table. Each entry is
+/// the segment's base with its length in slots in the low bits (segments are
+/// slot-aligned), one word so that a reader never sees half an update.
+/// 64 entries cover 2 GiB of large segments on x86_64 (1 GiB on i686); past
+/// that, large requests fall back to mappings of their own.
+const MAX_SPANS: usize = 64;
+static SPANS: [AtomicUsize; MAX_SPANS] = [const { AtomicUsize::new(0) }; MAX_SPANS];
+
+/// Records the multi-slot segment `[base, base + size)`. False when the table
+/// is full.
+pub fn insert_span(base: usize, size: usize) -> bool {
+    let entry = base | size >> SEGMENT_SHIFT;
+    SPANS.iter().any(|s| s.compare_exchange(0, entry, Ordering::Release, Ordering::Relaxed).is_ok())
+}
+
+/// Forgets the span starting at `base`, before its memory is unmapped.
+pub fn remove_span(base: usize) {
+    let slot_mask = (1 << SEGMENT_SHIFT) - 1;
+    if let Some(s) = SPANS.iter().find(|s| s.load(Ordering::Relaxed) & !slot_mask == base) {
+        s.store(0, Ordering::Release);
+    }
+}
+
+/// The base of the recorded span that contains `p`.
+pub fn span_of(p: usize) -> Option<usize> {
+    let slot_mask = (1 << SEGMENT_SHIFT) - 1;
+    SPANS.iter().find_map(|s| {
+        let entry = s.load(Ordering::Acquire);
+        let (base, len) = (entry & !slot_mask, (entry & slot_mask) << SEGMENT_SHIFT);
+        (entry != 0 && p.wrapping_sub(base) < len).then_some(base)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +101,17 @@ mod tests {
         remove(a);
         assert!(!contains(a));
         assert!(!contains(usize::MAX & !(SEGMENT_SIZE - 1)));
+    }
+
+    #[test]
+    fn spans_cover_their_slots() {
+        let a = SEGMENT_SIZE * 5;
+        assert!(insert_span(a, 3 * SEGMENT_SIZE));
+        assert_eq!(span_of(a), Some(a));
+        assert_eq!(span_of(a + 3 * SEGMENT_SIZE - 1), Some(a));
+        assert_eq!(span_of(a + 3 * SEGMENT_SIZE), None);
+        assert_eq!(span_of(a - 1), None);
+        remove_span(a);
+        assert_eq!(span_of(a + SEGMENT_SIZE), None);
     }
 }

@@ -10,7 +10,8 @@
  *   - 4 huge blocks of 4 .. 16 MiB.
  * Every block is memset() in full, so every page of it is resident.
  *
- * Phase 1 (one thread): after a warm-up allocate/deallocate, VmRSS and
+ * Phase 1 (one thread): after a warm-up allocate/deallocate (a small and a
+ * large block), VmRSS and
  * VmSize are read from /proc/self/status ("start"); all blocks are allocated
  * and touched; VmRSS and VmSize are read again ("peak"); the blocks are
  * freed in a shuffled order (Fisher-Yates, fixed-seed xorshift32) and the
@@ -216,10 +217,14 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* A small and a large block: the library's standing structures (a small
+ * segment per heap, the one free large segment it keeps mapped, purged:
+ * 32 MiB of address space on x86_64, 16 MiB on i686) exist before "start". */
 static void *warmup_main(void *arg)
 {
     (void)arg;
     deallocate(allocate(100));
+    deallocate(allocate(100000));
     return NULL;
 }
 
@@ -302,7 +307,7 @@ static void run_phase(int threaded)
     if (threaded)
         run_threads(warmup_main);
     else
-        deallocate(allocate(100));
+        warmup_main(NULL);
 
     start = read_vm();
     mstart = devzero_maps();

@@ -48,12 +48,12 @@ fn counters_follow_allocations_frees_and_threads() {
 fn large_and_huge_blocks_and_mappings_are_counted() {
     let before = snapshot();
     let large = alloc(100 * 1024, 8);
-    let huge = alloc(8 << 20, 8);
+    let huge = alloc(64 << 20, 8);
     let during = snapshot();
     assert_eq!(during.large_allocations - before.large_allocations, 1);
     assert_eq!(during.large_live_bytes - before.large_live_bytes, 100 * 1024);
     assert_eq!(during.huge_allocations - before.huge_allocations, 1);
-    assert!(during.huge_live_bytes - before.huge_live_bytes >= 8 << 20);
+    assert!(during.huge_live_bytes - before.huge_live_bytes >= 64 << 20);
     assert!(during.mmap_calls > before.mmap_calls);
     // SAFETY: both are live and forgotten after this.
     unsafe {
@@ -65,5 +65,7 @@ fn large_and_huge_blocks_and_mappings_are_counted() {
     assert_eq!(after.huge_frees - before.huge_frees, 1);
     assert_eq!(after.large_live_bytes, before.large_live_bytes);
     assert_eq!(after.huge_live_bytes, before.huge_live_bytes);
-    assert!(after.unmapped_bytes - before.unmapped_bytes >= 8 << 20, "the huge mapping went back");
+    // The freed mapping is kept warm for the next huge request (within the
+    // resident budget, twice the recent live peak) or unmapped.
+    assert!(after.mapped_bytes <= during.mapped_bytes);
 }
