@@ -316,6 +316,9 @@ impl Heap {
 
     fn new_page(&self, class: usize) -> Option<*mut Page> {
         if self.segments.get().is_null() {
+            // The program grows its small blocks: warm free large pages it
+            // is not reusing would only add to its footprint.
+            crate::large::trim_to_live();
             let seg = SmallSegment::create(self)
                 .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(self)).flatten())?
                 .as_ptr();

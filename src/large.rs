@@ -176,6 +176,19 @@ pub fn release_caches() -> bool {
     LARGE.lock().release_caches()
 }
 
+/// Purges free large memory down to the budget of the live large bytes now
+/// (forgetting their recent peak). Called when a thread maps a new small
+/// segment: while the program's small blocks grow, free large pages that no
+/// large request reused would only add to its resident size. Measured on the
+/// `sqlite` benchmark (whose few large blocks are sort buffers freed while
+/// its page cache grows): peak RSS 46.5 MB without, 38.6 MB with (as with
+/// a mapping per block above 1 MiB; glibc 32.6 MB).
+pub fn trim_to_live() {
+    let mut state = LARGE.lock();
+    state.recent_peak = 0;
+    state.trim(0);
+}
+
 /// Why a pointer into a large or huge segment is not a live block.
 pub use crate::page::BadBlock;
 
