@@ -36,6 +36,8 @@ pub struct Heap {
     remote: AtomicPtr<Block>,
     /// Per class, the pages that may have free blocks; the head serves.
     queues: [Cell<*mut Page>; NUM_CLASSES],
+    /// The last page of each queue.
+    tails: [Cell<*mut Page>; NUM_CLASSES],
     /// Segments with at least one free page.
     segments: Cell<*mut SmallSegment>,
     /// Recently emptied pages, oldest at `ring_next`.
@@ -228,8 +230,13 @@ impl Heap {
         // SAFETY: the page is a live page of this heap.
         let p = unsafe { &*page };
         if p.full.get() {
+            // At the back: the page collects more frees while the pages
+            // ahead serve. At the front, it would hand out its one free block
+            // and be full again at once: on `workset_medium` (blocks of
+            // 256..4096 bytes replaced at random) 38% of allocations took
+            // the slow path that way.
             p.full.set(false);
-            self.link(page);
+            self.link_back(page);
         }
         if p.used.get() != 0 {
             return;
@@ -335,6 +342,7 @@ impl Heap {
         Some(page)
     }
 
+    /// Puts a page at the front of its class queue: it serves next.
     fn link(&self, page: *mut Page) {
         // SAFETY: `page` and the queue's pages are live pages of this heap.
         unsafe {
@@ -342,23 +350,44 @@ impl Heap {
             let head = self.queues[class].get();
             (*page).prev.set(null_mut());
             (*page).next.set(head);
-            if !head.is_null() {
+            if head.is_null() {
+                self.tails[class].set(page);
+            } else {
                 (*head).prev.set(page);
             }
             self.queues[class].set(page);
         }
     }
 
+    /// Puts a page at the back of its class queue.
+    fn link_back(&self, page: *mut Page) {
+        // SAFETY: as in `link`.
+        unsafe {
+            let class = (*page).class.get() as usize;
+            let tail = self.tails[class].get();
+            if tail.is_null() {
+                return self.link(page);
+            }
+            (*page).prev.set(tail);
+            (*page).next.set(null_mut());
+            (*tail).next.set(page);
+            self.tails[class].set(page);
+        }
+    }
+
     fn unlink(&self, page: *mut Page) {
         // SAFETY: `page` is linked in its class queue of this heap.
         unsafe {
+            let class = (*page).class.get() as usize;
             let (prev, next) = ((*page).prev.get(), (*page).next.get());
             if prev.is_null() {
-                self.queues[(*page).class.get() as usize].set(next);
+                self.queues[class].set(next);
             } else {
                 (*prev).next.set(next);
             }
-            if !next.is_null() {
+            if next.is_null() {
+                self.tails[class].set(prev);
+            } else {
                 (*next).prev.set(prev);
             }
             (*page).prev.set(null_mut());
