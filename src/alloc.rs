@@ -7,7 +7,7 @@ use crate::large;
 use crate::os::{self, OS_PAGE};
 use crate::page::{BadBlock, SmallSegment};
 use crate::segment::{self, Kind, SegmentHeader};
-use crate::size_class::{MAX_SMALL, class_of};
+use crate::size_class::{MAX_SMALL, c_class_of, class_of};
 use crate::{options, page, thread};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{NonNull, null_mut};
@@ -60,6 +60,28 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         }
     }
     alloc_cold(size, align)
+}
+
+/// [`alloc`] for C callers: blocks above 8 bytes are 16-aligned (see
+/// [`crate::malloc`]), with the class read from a table instead of rounding
+/// the size first.
+#[inline]
+pub fn alloc_c(size: usize) -> *mut u8 {
+    if size <= MAX_SMALL {
+        let heap = thread::heap_if_any();
+        if !heap.is_null() {
+            // SAFETY: the calling thread owns its heap.
+            return unsafe { (*heap).alloc(c_class_of(size), size) };
+        }
+    }
+    alloc_cold(c_size(size), MIN_ALIGN)
+}
+
+/// A size whose class yields 16-aligned blocks (C's promise for requests
+/// above 8 bytes; classes that are multiples of 16 are 16-aligned).
+#[inline(always)]
+pub fn c_size(size: usize) -> usize {
+    if size > 8 && size <= MAX_SMALL { size.next_multiple_of(16) } else { size }
 }
 
 /// Everything but a small request from a thread that has its heap: the first

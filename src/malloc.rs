@@ -5,24 +5,18 @@
 //! Built with the `malloc` feature (on by default). Rust programs that want
 //! only the `GlobalAlloc` can turn it off.
 
-use crate::alloc::{self, MIN_ALIGN};
+use crate::alloc::{self, MIN_ALIGN, c_size};
 use crate::os::{self, OS_PAGE};
-use crate::size_class::MAX_SMALL;
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 
 /// glibc guarantees 16-byte alignment to every request above 8 bytes, and
-/// GCC's x86 code relies on it (aligned SSE moves on malloc'd memory). Sizes
-/// rounded to 16 land on the 16-multiple classes, which are 16-aligned, and
-/// keep the fast path (which only promises 8).
-#[inline(always)]
-fn c_size(size: usize) -> usize {
-    if size > 8 && size <= MAX_SMALL { size.next_multiple_of(16) } else { size }
-}
-
+/// GCC's x86 code relies on it (aligned SSE moves on malloc'd memory):
+/// [`alloc::alloc_c`] serves such requests from the 16-multiple classes,
+/// which are 16-aligned.
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    alloc::alloc(c_size(size), MIN_ALIGN).cast()
+    alloc::alloc_c(size).cast()
 }
 
 /// # Safety

@@ -23,7 +23,7 @@ use crate::size_class::{MAX_SMALL, class_size};
 use crate::{error, options};
 use core::cell::Cell;
 use core::ptr::{NonNull, null_mut};
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -101,7 +101,10 @@ impl Block {
 /// are `Cell`s that only the thread owning the heap touches. No `&mut` to a
 /// page is ever made: other threads may hold `&Page` for validation at any
 /// time.
-#[repr(C)]
+///
+/// One cache line each (64 bytes, aligned): `free` touches one line of
+/// descriptor, and finding the descriptor of a page is a shift.
+#[repr(C, align(64))]
 pub struct Page {
     /// Local free list.
     free: Cell<*mut Block>,
@@ -116,11 +119,11 @@ pub struct Page {
     pub in_ring: Cell<bool>,
     pub class: Cell<u8>,
     /// Block size; 0 while the page belongs to no class.
-    block_size: AtomicUsize,
+    block_size: AtomicU32,
+    /// ceil(2^32 / block_size): turns the interior-pointer check into a multiply.
+    reciprocal: AtomicU32,
     /// First block: the page start, or past the header for page 0.
     start: AtomicUsize,
-    /// ceil(2^32 / block_size): turns the interior-pointer check into a multiply.
-    reciprocal: AtomicUsize,
     /// Neighbours in the heap's queue of the same class.
     pub next: Cell<*mut Page>,
     pub prev: Cell<*mut Page>,
@@ -145,6 +148,7 @@ pub struct SmallSegment {
 /// so that purging page 0 never touches it.
 const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
 const _: () = assert!(HEADER_SIZE + OS_PAGE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
+const _: () = assert!(size_of::<Page>() == 64);
 const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
 
 /// Why a pointer into a small segment is not a live block.
@@ -183,7 +187,7 @@ impl Page {
         }
         let fresh = self.bump.load(Relaxed);
         if fresh < self.end.get() {
-            self.bump.store(fresh + self.block_size.load(Relaxed), Relaxed);
+            self.bump.store(fresh + self.block_size.load(Relaxed) as usize, Relaxed);
             self.used.set(self.used.get() + 1);
             return fresh as *mut u8;
         }
@@ -218,7 +222,7 @@ impl Page {
         // Offsets are below 2^16 and sizes below 2^15, so the reciprocal
         // multiply gives the exact quotient (see `docs/design.md`).
         let index = ((offset as u64 * self.reciprocal.load(Relaxed) as u64) >> 32) as usize;
-        if index * self.block_size.load(Relaxed) != offset {
+        if index * self.block_size.load(Relaxed) as usize != offset {
             return Err(BadBlock::Invalid);
         }
         let block = p.cast::<Block>();
@@ -231,7 +235,7 @@ impl Page {
 
     /// The block size of this page's class (0 for a free page).
     pub fn block_size(&self) -> usize {
-        self.block_size.load(Relaxed)
+        self.block_size.load(Relaxed) as usize
     }
 
     fn assign(&self, class: usize, start: usize, area_end: usize) {
@@ -244,10 +248,10 @@ impl Page {
         self.start.store(start, Relaxed);
         self.bump.store(start, Relaxed);
         self.end.set(start + (area_end - start) / size * size);
-        self.reciprocal.store((1u64 << 32).div_ceil(size as u64) as usize, Relaxed);
+        self.reciprocal.store((1u64 << 32).div_ceil(size as u64) as u32, Relaxed);
         self.next.set(null_mut());
         self.prev.set(null_mut());
-        self.block_size.store(size, Relaxed);
+        self.block_size.store(size as u32, Relaxed);
     }
 }
 
@@ -257,7 +261,7 @@ impl Page {
     /// block count visit each block once), so the address of the next block
     /// cannot be predicted from the last. Costs a write to every block.
     fn shuffle(&self, seed: u64) {
-        let size = self.block_size.load(Relaxed);
+        let size = self.block_size();
         let start = self.start.load(Relaxed);
         let n = (self.end.get() - start) / size;
         let mut rng = seed;

@@ -88,7 +88,12 @@ pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
 #[inline(always)]
 pub fn find_in_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
     let base = p as usize & !(SEGMENT_SIZE - 1);
-    if segment_map::contains(base) { NonNull::new(base as *mut SegmentHeader) } else { None }
+    if segment_map::contains(base) {
+        // SAFETY: no segment starts at address 0 (it is never mapped).
+        Some(unsafe { NonNull::new_unchecked(base as *mut SegmentHeader) })
+    } else {
+        None
+    }
 }
 
 /// The segment that holds `p`, if any: [`find_in_first_slot`], then the

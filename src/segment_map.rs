@@ -44,8 +44,10 @@ pub fn remove(segment: usize) {
 /// Whether a segment of ours starts at `segment` (segment-aligned).
 #[inline(always)]
 pub fn contains(segment: usize) -> bool {
-    match slot(segment) {
-        Some((word, bit)) => word.load(Ordering::Acquire) & bit != 0,
+    let index = segment >> SEGMENT_SHIFT;
+    match MAP.get(index / WORD_BITS) {
+        // A shift by the index modulo the word size: one `bt` on x86.
+        Some(word) => (word.load(Ordering::Acquire) >> (index % WORD_BITS)) & 1 != 0,
         None => false,
     }
 }
