@@ -87,7 +87,7 @@ impl Heap {
     fn count(&self, class: usize, size: usize) {
         let counters = &self.counters[class];
         counters.allocations.add(1);
-        counters.requested.add(size as u64);
+        counters.requested.add(size);
     }
 
     /// The head page of the class had no block: take remote frees back, try

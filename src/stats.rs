@@ -13,17 +13,68 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A counter written by one thread and read by any: a relaxed load and store
 /// instead of an atomic add (`lock xadd` would cost the fast path ~20 cycles).
+#[cfg(target_pointer_width = "64")]
 #[derive(Default)]
 pub struct Counter(AtomicU64);
 
+#[cfg(target_pointer_width = "64")]
 impl Counter {
     #[inline(always)]
-    pub fn add(&self, n: u64) {
-        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    pub fn add(&self, n: usize) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n as u64), Relaxed);
     }
 
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+}
+
+/// On 32-bit targets a 64-bit atomic load and store go through SSE registers
+/// (eleven instructions per counter on i686, a third of the allocation fast
+/// path). The owner adds to the low word alone; when it carries, it bumps the
+/// high word around the store as a sequence number (odd while it changes),
+/// so that a reader sees the two halves of one value.
+#[cfg(not(target_pointer_width = "64"))]
+#[derive(Default)]
+pub struct Counter {
+    low: core::sync::atomic::AtomicU32,
+    /// Twice the high word, plus one while a carry is being written.
+    high_seq: core::sync::atomic::AtomicU32,
+}
+
+#[cfg(not(target_pointer_width = "64"))]
+impl Counter {
+    #[inline(always)]
+    pub fn add(&self, n: usize) {
+        let (low, carry) = self.low.load(Relaxed).overflowing_add(n as u32);
+        if carry {
+            self.carry(low);
+        } else {
+            // Release (a plain store on x86): a reader that sees this value
+            // also sees the high word of the last carry.
+            self.low.store(low, core::sync::atomic::Ordering::Release);
+        }
+    }
+
+    #[cold]
+    fn carry(&self, low: u32) {
+        use core::sync::atomic::Ordering::Release;
+        let seq = self.high_seq.load(Relaxed);
+        self.high_seq.store(seq + 1, Release);
+        self.low.store(low, Release);
+        self.high_seq.store(seq + 2, Release);
+    }
+
+    pub fn get(&self) -> u64 {
+        use core::sync::atomic::Ordering::Acquire;
+        loop {
+            let seq = self.high_seq.load(Acquire);
+            let low = self.low.load(Acquire);
+            if seq % 2 == 0 && self.high_seq.load(Acquire) == seq {
+                return u64::from(seq / 2) << 32 | u64::from(low);
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 
@@ -243,5 +294,42 @@ pub fn print(fd: i32) {
             .dec_width(used, 11)
             .push(b"%\n")
             .write_to(fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn counter_carries_into_the_high_word() {
+        let c = Counter::default();
+        c.add(0xFFFF_FFF0);
+        c.add(0x20);
+        assert_eq!(c.get(), 0x1_0000_0010);
+    }
+
+    #[test]
+    fn a_reader_never_sees_half_a_carry() {
+        // Every add carries on 32-bit targets half of the time; a torn read
+        // (new low word, old high word) would go backwards.
+        let c = Counter::default();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..200_000 {
+                    c.add(0x8000_0000);
+                }
+                done.store(true, Ordering::Release);
+            });
+            let mut last = 0;
+            while !done.load(Ordering::Acquire) {
+                let now = c.get();
+                assert!(now >= last && now % 0x8000_0000 == 0, "{now:#x} after {last:#x}");
+                last = now;
+            }
+        });
+        assert_eq!(c.get(), 200_000 * 0x8000_0000);
     }
 }
