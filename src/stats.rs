@@ -70,7 +70,7 @@ impl Counter {
         loop {
             let seq = self.high_seq.load(Acquire);
             let low = self.low.load(Acquire);
-            if seq % 2 == 0 && self.high_seq.load(Acquire) == seq {
+            if seq.is_multiple_of(2) && self.high_seq.load(Acquire) == seq {
                 return u64::from(seq / 2) << 32 | u64::from(low);
             }
             core::hint::spin_loop();
@@ -326,7 +326,7 @@ mod tests {
             let mut last = 0;
             while !done.load(Ordering::Acquire) {
                 let now = c.get();
-                assert!(now >= last && now % 0x8000_0000 == 0, "{now:#x} after {last:#x}");
+                assert!(now >= last && now.is_multiple_of(0x8000_0000), "{now:#x} after {last:#x}");
                 last = now;
             }
         });
