@@ -870,6 +870,9 @@ mod tests {
         let (p, _) = alloc(40_000, 64 * 1024);
         assert_eq!(p as usize % (64 * 1024), 0);
         free_ok(p);
+        // While a large block is live, a freed huge mapping stays cached
+        // (once none is, the budget drops to its minimum).
+        let (keep, _) = alloc(100 * 1024, OS_PAGE);
         let (h, zeroed) = alloc(LARGE_MAX + 1, 8);
         assert!(zeroed);
         assert_eq!(h as usize % OS_PAGE, 0);
@@ -885,6 +888,7 @@ mod tests {
         assert_eq!(again, h, "the cached mapping is reused");
         assert!(!zeroed, "a reused mapping may hold old data");
         free_ok_huge(again);
+        free_ok(keep);
         assert!(release_caches());
         assert!(segment::find(h).is_none(), "released caches are unmapped");
         let (a, _) = alloc(1 << 20, LARGE_MAX);
