@@ -41,9 +41,20 @@ const MIN_ALIGN: usize = 8;
 const MAX_SMALL: usize = 16 * 1024;
 /// The segment size: 4 MiB on 64-bit, 2 MiB on 32-bit.
 const SEGMENT: usize = if usize::BITS == 64 { 4 << 20 } else { 2 << 20 };
-/// The largest alignment the library supports (half a segment: 2 MiB on
-/// 64-bit, 1 MiB on 32-bit); above it an allocation returns null.
-const MAX_ALIGN: usize = SEGMENT / 2;
+/// The largest block of the large pool (a quarter of an 8-segment large
+/// segment: 8 MiB on 64-bit, 4 MiB on 32-bit); larger ones get a mapping.
+const LARGE_MAX: usize = 2 * SEGMENT;
+/// The largest alignment of a block with a mapping of its own (half a
+/// segment: 2 MiB on 64-bit, 1 MiB on 32-bit).
+const MAPPED_MAX_ALIGN: usize = SEGMENT / 2;
+
+/// Whether the library refuses (returns null for) `size` bytes aligned to
+/// `align`: the pool aligns up to `LARGE_MAX` blocks of up to `LARGE_MAX`,
+/// mappings up to `MAPPED_MAX_ALIGN`.
+fn alignment_refused(size: usize, align: usize) -> bool {
+    let pooled = size <= LARGE_MAX && align <= LARGE_MAX;
+    align > MAPPED_MAX_ALIGN && !pooled
+}
 /// Live bytes the model allows at once (huge blocks are refused above it):
 /// keeps one input's memory bounded, on 32-bit too.
 const LIVE_BUDGET: usize = if usize::BITS == 64 { 96 << 20 } else { 48 << 20 };
@@ -345,7 +356,7 @@ impl Model<'_> {
             return;
         }
         let p = if zeroed { alloc_zeroed(size, align) } else { alloc(size, align) };
-        if align > MAX_ALIGN {
+        if alignment_refused(size, align) {
             // Refused by design (a huge block must start in the first
             // segment-sized slot of its mapping).
             assert!(p.is_null(), "alloc({size}, align {align}) above the largest alignment returned {p:p}");
@@ -387,6 +398,12 @@ impl Model<'_> {
         let q = unsafe { realloc(a as *mut u8, new_size, align) };
         if self.cfg.trace {
             println!("realloc({a:#x} (size {}), {new_size}, align {align}) = {q:p}", b.size);
+        }
+        if alignment_refused(new_size, align) && q.is_null() {
+            // Refused by design, the block unchanged (it stays live); a
+            // block that already has the size may stay in place.
+            check(a as *const u8, b.size, b.size, b.seed, "after a refused realloc");
+            return;
         }
         assert!(!q.is_null(), "realloc({a:#x}, {new_size}, align {align}) returned null");
         // The old block is gone (or is `q`); then `q` is checked as new.
@@ -436,12 +453,12 @@ impl Model<'_> {
 fn size_of_kind(kind: u8, x: u32) -> usize {
     let x = x as usize;
     match kind % 8 {
-        0 | 1 => x % 129,                               // tiny, incl. 0
-        2 | 3 => x % 1025,                              // fine classes
-        4 => x % (MAX_SMALL + 1),                       // any small class
-        5 => MAX_SMALL - 64 + x % 128,                  // around the small/large edge
-        6 => MAX_SMALL + 1 + x % (SEGMENT / 4 + 65536), // large, and past LARGE_MAX
-        _ => (SEGMENT / 4) + x % (8 << 20),             // huge (1 MiB/512 KiB .. +8 MiB)
+        0 | 1 => x % 129,                                 // tiny, incl. 0
+        2 | 3 => x % 1025,                                // fine classes
+        4 => x % (MAX_SMALL + 1),                         // any small class
+        5 => MAX_SMALL - 64 + x % 128,                    // around the small/large edge
+        6 => MAX_SMALL + 1 + x % (LARGE_MAX + 65536),     // large, and past LARGE_MAX
+        _ => (SEGMENT / 4) + x % (LARGE_MAX + (8 << 20)), // 1 MiB/512 KiB .. LARGE_MAX + 8 MiB
     }
 }
 
@@ -474,7 +491,7 @@ pub fn run_with(data: &[u8], cfg: Config, hooks: &mut dyn Hooks) {
             5 => {
                 let kind = input.u8();
                 let size = size_of_kind(kind, input.u32());
-                let align = 1usize << (input.u8() % 23);
+                let align = 1usize << (input.u8() % 25);
                 m.do_alloc(size, align, false, input.u16() as u32);
             }
             // Zeroed allocation.
