@@ -61,11 +61,7 @@ const fn class_table(align16: bool) -> [u8; TABLE_LEN] {
 /// The class that serves a request of `size` bytes (`size <= MAX_SMALL`).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
-    debug_assert!(size <= MAX_SMALL);
-    match CLASSES.get((size + 7) >> 3) {
-        Some(&class) => class as usize,
-        None => computed_class(size),
-    }
+    lookup(&CLASSES, size)
 }
 
 /// The class for a request of `size` bytes (`size <= MAX_SMALL`) whose block
@@ -73,8 +69,13 @@ pub fn class_of(size: usize) -> usize {
 /// programs). Classes above `FINE_LIMIT` are multiples of 64.
 #[inline(always)]
 pub fn c_class_of(size: usize) -> usize {
+    lookup(&C_CLASSES, size)
+}
+
+#[inline(always)]
+fn lookup(table: &[u8; TABLE_LEN], size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
-    match C_CLASSES.get((size + 7) >> 3) {
+    match table.get((size + 7) >> 3) {
         Some(&class) => class as usize,
         None => computed_class(size),
     }
