@@ -1,7 +1,7 @@
 //! The entry points: route each request to the thread heap (small blocks) or
 //! the large-region allocator, and each free to the owner of its memory.
 
-use crate::error::{self, Misuse};
+use crate::error::{self, Misuse, Op};
 use crate::heap::Heap;
 use crate::large;
 use crate::os::{self, OS_PAGE};
@@ -180,7 +180,7 @@ pub unsafe fn free(p: *mut u8) {
 unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
     let Some(seg) = seg.or_else(|| segment::find(p)) else {
         if !p.is_null() {
-            error::report(Misuse::Foreign, p, None);
+            error::report(Misuse::Foreign, Op::Free, p, None);
         }
         return;
     };
@@ -192,7 +192,7 @@ unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
         }
     };
     if let Err(bad) = result {
-        report(bad, p, None);
+        report(bad, Op::Free, p, None);
     }
 }
 
@@ -211,19 +211,19 @@ fn free_small(p: *mut u8) {
                     (*heap).free_remote(block);
                 }
             }
-            Err(bad) => report(bad, p, Some((*page).block_size()).filter(|&s| s != 0)),
+            Err(bad) => report(bad, Op::Free, p, Some((*page).block_size()).filter(|&s| s != 0)),
         }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn report(bad: BadBlock, p: *const u8, block_size: Option<usize>) {
+fn report(bad: BadBlock, op: Op, p: *const u8, block_size: Option<usize>) {
     let kind = match bad {
         BadBlock::DoubleFree => Misuse::DoubleFree,
         BadBlock::Invalid => Misuse::Interior,
     };
-    error::report(kind, p, block_size);
+    error::report(kind, op, p, block_size);
 }
 
 /// A validated live block: its segment's kind and its usable size.
@@ -233,10 +233,11 @@ struct Live {
     usable: usize,
 }
 
-/// Checks that `p` is a live block of ours, reporting it if not.
-fn live_block(p: *const u8) -> Option<Live> {
+/// Checks that `p` is a live block of ours, reporting it (as given to `op`)
+/// if not.
+fn live_block(p: *const u8, op: Op) -> Option<Live> {
     let Some(seg) = segment::find(p) else {
-        error::report(Misuse::Foreign, p, None);
+        error::report(Misuse::Foreign, op, p, None);
         return None;
     };
     // SAFETY: `find` returned a live segment containing `p`.
@@ -253,7 +254,7 @@ fn live_block(p: *const u8) -> Option<Live> {
     match usable {
         Ok(usable) => Some(Live { seg, kind, usable }),
         Err(bad) => {
-            report(bad, p, None);
+            report(bad, op, p, None);
             None
         }
     }
@@ -265,7 +266,7 @@ pub fn usable_size(p: *const u8) -> usize {
     if p.is_null() {
         return 0;
     }
-    live_block(p).map_or(0, |b| b.usable)
+    live_block(p, Op::UsableSize).map_or(0, |b| b.usable)
 }
 
 /// Resizes the block at `p` to `new_size` bytes aligned to `align`, in place
@@ -282,7 +283,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     if p.is_null() {
         return alloc(new_size, align);
     }
-    let Some(block) = live_block(p) else {
+    let Some(block) = live_block(p, Op::Realloc) else {
         os::set_errno(libc::EINVAL);
         return null_mut();
     };

@@ -1,5 +1,6 @@
-//! Reporting a bad `free`: one line on standard error, built in a stack
-//! buffer (reporting must not allocate), then either carry on or abort.
+//! Reporting a bad pointer given to `free`, `realloc` or
+//! `malloc_usable_size`: one line on standard error, built in a stack buffer
+//! (reporting must not allocate), then either carry on or abort.
 
 use crate::text::Line;
 
@@ -13,21 +14,38 @@ pub enum Misuse {
     Interior,
 }
 
-impl Misuse {
-    fn describe(self) -> &'static [u8] {
+/// The call that was given the bad pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Free,
+    Realloc,
+    UsableSize,
+}
+
+impl Op {
+    fn name(self) -> &'static [u8] {
         match self {
-            Misuse::DoubleFree => b"double free",
-            Misuse::Foreign => b"invalid free (foreign pointer)",
-            Misuse::Interior => b"invalid free (interior or unallocated pointer)",
+            Op::Free => b"free",
+            Op::Realloc => b"realloc",
+            Op::UsableSize => b"malloc_usable_size",
         }
     }
 }
 
-/// Reports a misuse of `addr`; `block_size` is the block size where known.
+/// Reports a misuse of `addr` by `op`; `block_size` is the block size where
+/// known. For example `mallocator: double free of 0x...`, `mallocator:
+/// invalid realloc (foreign pointer) of 0x...`.
 #[cold]
-pub fn report(kind: Misuse, addr: *const u8, block_size: Option<usize>) {
+pub fn report(kind: Misuse, op: Op, addr: *const u8, block_size: Option<usize>) {
     let mut line = Line::new();
-    line.push(b"mallocator: ").push(kind.describe()).push(b" of 0x").hex(addr as usize);
+    line.push(b"mallocator: ");
+    match (kind, op) {
+        (Misuse::DoubleFree, Op::Free) => line.push(b"double free"),
+        (Misuse::DoubleFree, _) => line.push(op.name()).push(b" of a freed block"),
+        (Misuse::Foreign, _) => line.push(b"invalid ").push(op.name()).push(b" (foreign pointer)"),
+        (Misuse::Interior, _) => line.push(b"invalid ").push(op.name()).push(b" (interior or unallocated pointer)"),
+    };
+    line.push(b" of 0x").hex(addr as usize);
     if let Some(size) = block_size {
         line.push(b" (block of ").dec(size as u64).push(b" bytes)");
     }

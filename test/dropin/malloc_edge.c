@@ -1392,6 +1392,51 @@ static void usable(void *p, size_t n, const char *call)
     free(p);
 }
 
+/* The one report line for `what`, captured around the call, contains
+ * `expect`. */
+static void expect_report(size_t len, const char *what, const char *expect)
+{
+    show_capture(len);
+    CHECK(one_report(len) && strstr(cap_buf, expect) != NULL,
+          "%s: expected one line with \"%s\", got %zu bytes: %s", what, expect, len,
+          cap_buf);
+}
+
+/* realloc and malloc_usable_size of bad pointers are reported as such, not
+ * as a bad free. */
+static void bad_pointers_name_the_call(void)
+{
+    static long global_word;
+    void *p, *q;
+    size_t len, u;
+    int e;
+
+    cap_begin();
+    errno = 0;
+    q = realloc(hide(&global_word), 100);
+    e = errno;
+    len = cap_end();
+    CHECK(q == NULL && e == EINVAL, "realloc(&global) = %p, errno %d (expected NULL, EINVAL)", q, e);
+    expect_report(len, "realloc(&global)", "invalid realloc (foreign pointer)");
+
+    p = malloc(40);
+    CHECK(p != NULL, "malloc(40) = NULL");
+    if (!p)
+        return;
+    free(p);
+    cap_begin();
+    q = realloc(hide(p), 100);
+    len = cap_end();
+    CHECK(q == NULL, "realloc(freed block) = %p", q);
+    expect_report(len, "realloc(freed block)", "realloc of a freed block");
+
+    cap_begin();
+    u = malloc_usable_size(hide(&global_word));
+    len = cap_end();
+    CHECK(u == 0, "malloc_usable_size(&global) = %zu", u);
+    expect_report(len, "malloc_usable_size(&global)", "invalid malloc_usable_size (foreign pointer)");
+}
+
 static void test_usable(void)
 {
     const size_t sz[] = {0,     1,      7,      8,      9,       15,      16,
@@ -1420,6 +1465,7 @@ static void test_usable(void)
         usable(p, n, "posix_memalign");
         usable(reallocarray(NULL, n, 1), n, "reallocarray");
     }
+    bad_pointers_name_the_call();
     end();
 }
 
