@@ -820,12 +820,13 @@ pub unsafe fn free_huge(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), B
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// The large allocator is shared: tests that check placement run alone.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    /// The large allocator is shared: tests that check placement (or fill
+    /// the span table) run alone.
+    pub static SERIAL: Mutex<()> = Mutex::new(());
 
     fn free_ok_huge(p: *mut u8) {
         let seg = segment::find(p).unwrap();
@@ -865,6 +866,40 @@ mod tests {
         // SAFETY: `d` is live.
         assert_eq!(unsafe { usable_size(segment::find(d).unwrap(), d) }, Ok(15 * OS_PAGE));
         free_ok(d);
+    }
+
+    #[test]
+    fn blocks_past_the_first_slot_and_a_full_span_table() {
+        let _serial = SERIAL.lock().unwrap();
+        // Three LARGE_MAX blocks fill a large segment, so 3 * 70 blocks need
+        // more large segments than the span table holds (64): the rest must
+        // come as mappings of their own. Nothing is touched, so this costs
+        // address space only.
+        let blocks: std::vec::Vec<*mut u8> = (0..210).map(|_| alloc(LARGE_MAX, OS_PAGE).0).collect();
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        let mut sorted = blocks.clone();
+        sorted.sort();
+        assert!(sorted.windows(2).all(|w| w[1] as usize - w[0] as usize >= LARGE_MAX), "blocks overlap");
+        let past_first_slot = blocks.iter().filter(|&&p| segment::find_in_first_slot(p).is_none()).count();
+        assert!(past_first_slot > 0, "some blocks start past their segment's first slot");
+        let own_mappings = blocks
+            .iter()
+            // SAFETY: the blocks are live; `find` gives their segments.
+            .filter(|&&p| unsafe { (*segment::find(p).unwrap().as_ptr()).kind } == Kind::Huge)
+            .count();
+        assert!(own_mappings > 0, "with the span table full, blocks get mappings of their own");
+        for &p in &blocks {
+            let seg = segment::find(p).unwrap();
+            // SAFETY: `p` is a live block in `seg`.
+            let result = unsafe {
+                match (*seg.as_ptr()).kind {
+                    Kind::Large => free(seg, p),
+                    _ => free_huge(seg, p),
+                }
+            };
+            assert_eq!(result, Ok(()));
+        }
+        release_caches();
     }
 
     #[test]
