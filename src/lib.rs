@@ -16,6 +16,10 @@
 //! - [`ffi`]: the C ABI (`allocate`, `deallocate`, init/fini routines).
 //! - `malloc`: the malloc family for `LD_PRELOAD` (feature `malloc`, default).
 #![deny(unsafe_op_in_unsafe_fn)]
+// Nothing here needs std but the unit tests and, off x86, `thread_local!`.
+#![cfg_attr(not(test), no_std)]
+#[cfg(all(not(test), not(any(target_arch = "x86_64", target_arch = "x86"))))]
+extern crate std;
 
 pub mod alloc;
 mod error;

@@ -130,7 +130,7 @@ mod slot {
     use core::cell::Cell;
     use core::ptr::null_mut;
 
-    thread_local! {
+    std::thread_local! {
         static HEAP: Cell<*mut Heap> = const { Cell::new(null_mut()) };
     }
 
