@@ -405,6 +405,26 @@ impl State {
     /// looks each absent page up in the file's page cache (counting every
     /// free run took 5 % of `large_blocks`' time).
     fn count_resident(&mut self, target: usize) {
+        // SAFETY: `lower_resident` passes the range of a free run of ours.
+        self.lower_resident(target, |addr, bytes| unsafe { os::resident_pages(addr, bytes) });
+    }
+
+    /// Purges free runs, largest first, until at most `target` bytes are
+    /// resident. Largest first because a big free run is the least likely to
+    /// be reused whole, and stopping at the target (not purging everything)
+    /// keeps the warm pages that the next requests reuse without faults.
+    fn purge_down_to(&mut self, target: usize) {
+        self.lower_resident(target, |addr, bytes| {
+            // SAFETY: as above; a free run holds no block.
+            unsafe { os::purge(addr, bytes) };
+            0
+        });
+    }
+
+    /// Walks the free runs that may hold resident pages, largest first,
+    /// while more than `target` bytes may be resident, and lowers each run's
+    /// bound to what `resident(address, bytes)` returns for it.
+    fn lower_resident(&mut self, target: usize, mut resident: impl FnMut(*mut u8, usize) -> usize) {
         for bin in (0..BINS).rev() {
             let mut run = self.bins[bin];
             while !run.is_null() && self.dirty > target {
@@ -413,38 +433,12 @@ impl State {
                 unsafe {
                     let bound = (*run).resident as usize;
                     if bound != 0 {
-                        let addr = (*seg).page_addr(index) as *const u8;
-                        let now = os::resident_pages(addr, (*run).len as usize * OS_PAGE).min(bound);
+                        let addr = (*seg).page_addr(index) as *mut u8;
+                        let now = resident(addr, (*run).len as usize * OS_PAGE).min(bound);
                         self.dirty -= (bound - now) * OS_PAGE;
                         (*run).resident = now as u16;
                     }
                     run = (*run).next;
-                }
-            }
-        }
-    }
-
-    /// Purges free runs, largest first, until at most `target` bytes are
-    /// resident. Largest first
-    /// because a big free run is the least likely to be reused whole, and
-    /// stopping at the target (not purging everything) keeps the warm pages
-    /// that the next requests reuse without faults.
-    fn purge_down_to(&mut self, target: usize) {
-        for bin in (0..BINS).rev() {
-            let mut run = self.bins[bin];
-            while !run.is_null() && self.dirty > target {
-                let (seg, index) = LargeSegment::of_run(run);
-                // SAFETY: `run` is the first entry of a free run of `seg`;
-                // the next link is read before the run leaves its bin.
-                unsafe {
-                    let (len, resident) = ((*run).len as usize, (*run).resident as usize);
-                    let next = (*run).next;
-                    if resident != 0 {
-                        os::purge((*seg).page_addr(index) as *mut u8, len * OS_PAGE);
-                        self.dirty -= resident * OS_PAGE;
-                        (*run).resident = 0;
-                    }
-                    run = next;
                 }
             }
         }
