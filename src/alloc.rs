@@ -178,7 +178,7 @@ pub unsafe fn free(p: *mut u8) {
 /// `seg` is `segment::find_in_first_slot(p)`.
 #[inline(never)]
 unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
-    let Some(seg) = seg.or_else(|| segment::find(p)) else {
+    let Some(seg) = seg.or_else(|| segment::find_past_first_slot(p)) else {
         if !p.is_null() {
             error::report(Misuse::Foreign, Op::Free, p, None);
         }

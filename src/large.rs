@@ -329,16 +329,26 @@ impl State {
                 self.purge_down_to(budget - budget / 4);
                 return;
             }
-            let oldest = self.huge_cache[0];
-            self.huge_cache.copy_within(1.., 0);
-            self.huge_cache[HUGE_CACHE - 1] = null_mut();
-            // SAFETY: cached mappings hold no live block and only the cache
-            // refers to them.
-            unsafe {
-                self.huge_cached -= (*oldest).header.size;
-                segment::destroy(NonNull::new_unchecked(oldest).cast());
-            }
+            self.unmap_oldest_cached();
         }
+    }
+
+    /// Takes entry `i` out of the huge-mapping cache.
+    fn take_cached_at(&mut self, i: usize) -> *mut HugeHeader {
+        let h = self.huge_cache[i];
+        self.huge_cache.copy_within(i + 1.., i);
+        self.huge_cache[HUGE_CACHE - 1] = null_mut();
+        // SAFETY: cached headers are live mappings of ours.
+        self.huge_cached -= unsafe { (*h).header.size };
+        h
+    }
+
+    /// Unmaps the oldest cached huge mapping (the cache is not empty).
+    fn unmap_oldest_cached(&mut self) {
+        let oldest = self.take_cached_at(0);
+        // SAFETY: cached mappings hold no live block and only the cache
+        // referred to this one.
+        unsafe { segment::destroy(NonNull::new_unchecked(oldest).cast()) };
     }
 
     /// Unmaps every cached mapping and entirely free segment: the address
@@ -347,7 +357,7 @@ impl State {
         let had = self.release_free_segments() | (self.huge_cached != 0);
         for h in core::mem::replace(&mut self.huge_cache, [null_mut(); HUGE_CACHE]) {
             if !h.is_null() {
-                // SAFETY: as in `trim`.
+                // SAFETY: as in `unmap_oldest_cached`.
                 unsafe { segment::destroy(NonNull::new_unchecked(h).cast()) };
             }
         }
@@ -364,27 +374,14 @@ impl State {
         let cached = self.huge_cache.iter().enumerate().take_while(|(_, h)| !h.is_null());
         let fitting = cached.clone().filter(|&(_, &h)| size(h) >= total).min_by_key(|&(_, &h)| size(h));
         let (i, _) = fitting.or_else(|| cached.max_by_key(|&(_, &h)| size(h)))?;
-        let h = self.huge_cache[i];
-        self.huge_cache.copy_within(i + 1.., i);
-        self.huge_cache[HUGE_CACHE - 1] = null_mut();
-        // SAFETY: as above.
-        self.huge_cached -= unsafe { (*h).header.size };
-        Some(h)
+        Some(self.take_cached_at(i))
     }
 
     /// Keeps a freed huge mapping for reuse (the newest; the oldest goes if
     /// the cache is full), then trims to the budget.
     fn cache_huge(&mut self, h: *mut HugeHeader) {
-        let used = self.huge_cache.iter().take_while(|h| !h.is_null()).count();
-        if used == HUGE_CACHE {
-            let oldest = self.huge_cache[0];
-            self.huge_cache.copy_within(1.., 0);
-            self.huge_cache[HUGE_CACHE - 1] = null_mut();
-            // SAFETY: as in `trim`.
-            unsafe {
-                self.huge_cached -= (*oldest).header.size;
-                segment::destroy(NonNull::new_unchecked(oldest).cast());
-            }
+        if !self.huge_cache[HUGE_CACHE - 1].is_null() {
+            self.unmap_oldest_cached();
         }
         let used = self.huge_cache.iter().take_while(|h| !h.is_null()).count();
         self.huge_cache[used] = h;

@@ -96,8 +96,14 @@ pub fn find_in_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
     }
 }
 
-/// The segment that holds `p`, if any: [`find_in_first_slot`], then the
-/// table of multi-slot large segments.
+/// The segment that holds `p`, if any: [`find_in_first_slot`], then
+/// [`find_past_first_slot`].
 pub fn find(p: *const u8) -> Option<NonNull<SegmentHeader>> {
-    find_in_first_slot(p).or_else(|| NonNull::new(segment_map::span_of(p as usize)? as *mut SegmentHeader))
+    find_in_first_slot(p).or_else(|| find_past_first_slot(p))
+}
+
+/// The large segment that holds `p` past its first slot, from the table of
+/// multi-slot segments (for `free` after [`find_in_first_slot`] failed).
+pub fn find_past_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
+    NonNull::new(segment_map::span_of(p as usize)? as *mut SegmentHeader)
 }
