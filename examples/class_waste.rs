@@ -1,12 +1,12 @@
 //! Compares candidate slab size-class sets up to `MAX_SMALL` (16 KiB):
 //! space lost to rounding, page tails, partially filled pages, and the cost of
-//! the size -> class lookup. Set D is the crate's own (`memory::size_class`).
+//! the size -> class lookup. Set D is the crate's own (`mallocator::size_class`).
 //!
 //! Run with
 //! `cargo run --release --example class_waste --target x86_64-unknown-linux-gnu`;
 //! the output is the Markdown in `docs/class-measurements.md`.
 
-use memory::size_class::{FINE_LIMIT, MAX_SMALL, MIN_BLOCK, NUM_CLASSES, class_of, class_size, classes};
+use mallocator::size_class::{FINE_LIMIT, MAX_SMALL, MIN_BLOCK, NUM_CLASSES, class_of, class_size, classes};
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -328,7 +328,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 }
 
 /// The allocator as a Rust global allocator:
-/// `#[global_allocator] static GLOBAL: memory::Mallocator = memory::Mallocator;`
+/// `#[global_allocator] static GLOBAL: mallocator::Mallocator = mallocator::Mallocator;`
 pub struct Mallocator;
 
 // SAFETY: `alloc` returns blocks of at least `layout.size()` bytes aligned to

@@ -6,7 +6,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 
 #[global_allocator]
-static GLOBAL: memory::Mallocator = memory::Mallocator;
+static GLOBAL: mallocator::Mallocator = mallocator::Mallocator;
 
 #[repr(align(4096))]
 struct PageAligned([u8; 100]);

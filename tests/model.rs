@@ -1,7 +1,7 @@
 //! Random allocate/free sequences checked against a model: blocks never
 //! overlap, are aligned as promised, and keep their contents.
 
-use memory::alloc::{alloc, free, usable_size};
+use mallocator::alloc::{alloc, free, usable_size};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -28,7 +28,7 @@ fn promised_align(size: usize, align: usize) -> usize {
     if size > 0 && size.is_multiple_of(16) {
         a = a.max(16);
     }
-    if size > memory::size_class::MAX_SMALL {
+    if size > mallocator::size_class::MAX_SMALL {
         a = a.max(4096);
     }
     a

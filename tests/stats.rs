@@ -2,20 +2,20 @@
 //! huge blocks, mappings. One test per process keeps other allocations (the
 //! test harness's) out of the class used here.
 
-use memory::alloc::{alloc, free};
-use memory::stats::snapshot;
+use mallocator::alloc::{alloc, free};
+use mallocator::stats::snapshot;
 
 /// A class the harness does not use: 14 KiB blocks.
 const SIZE: usize = 13_000;
 
 #[test]
 fn counters_follow_allocations_frees_and_threads() {
-    let class = memory::size_class::class_of(SIZE);
+    let class = mallocator::size_class::class_of(SIZE);
     let before = snapshot();
     let blocks: Vec<usize> = (0..100).map(|_| alloc(SIZE, 8) as usize).collect();
     let during = snapshot();
     let c = during.classes[class];
-    assert_eq!(c.block_size, memory::size_class::class_size(class) as u64);
+    assert_eq!(c.block_size, mallocator::size_class::class_size(class) as u64);
     assert_eq!(c.allocations - before.classes[class].allocations, 100);
     assert_eq!(c.live_blocks - before.classes[class].live_blocks, 100);
     assert_eq!(c.requested_bytes - before.classes[class].requested_bytes, 100 * SIZE as u64);

@@ -1,7 +1,7 @@
 //! Threads: cross-thread frees, threads that exit with live blocks, heaps
 //! adopted by new threads. Every block carries a pattern checked at free.
 
-use memory::alloc::{alloc, free};
+use mallocator::alloc::{alloc, free};
 use std::sync::mpsc;
 use std::thread;
 
@@ -134,7 +134,7 @@ fn stress_seconds() -> u64 {
 
 #[test]
 fn randomized_stress_with_cross_thread_frees_and_thread_turnover() {
-    use memory::alloc::realloc;
+    use mallocator::alloc::realloc;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 

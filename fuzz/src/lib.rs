@@ -1,6 +1,6 @@
 //! The fuzzing interpreter: turns an arbitrary byte string into a sequence of
 //! allocator operations, runs them against Mallocator's Rust API
-//! (`memory::alloc`), and checks every result against a model of the live
+//! (`mallocator::alloc`), and checks every result against a model of the live
 //! blocks. Shared by the libFuzzer target (`fuzz_targets/ops.rs`) and the
 //! stable driver (`src/bin/driver.rs`).
 //!
@@ -29,7 +29,7 @@
 //! a double free of a freed (and not reused) pointer, or a wild free that
 //! misses every live block, a well-defined test instead of a real bug.
 
-use memory::alloc::{alloc, alloc_zeroed, free, realloc, usable_size};
+use mallocator::alloc::{alloc, alloc_zeroed, free, realloc, usable_size};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
@@ -375,10 +375,10 @@ impl Model<'_> {
         if remote {
             // Large and huge blocks are freed at once (counted in the
             // global counters); small ones go on the owner's remote list.
-            let other = |s: &memory::stats::MemoryStats| s.large_frees + s.huge_frees;
-            let before = other(&memory::stats::snapshot());
+            let other = |s: &mallocator::stats::MemoryStats| s.large_frees + s.huge_frees;
+            let before = other(&mallocator::stats::snapshot());
             remote_free(a as *mut u8);
-            if other(&memory::stats::snapshot()) == before {
+            if other(&mallocator::stats::snapshot()) == before {
                 REMOTE_SMALL.fetch_add(1, Relaxed);
             }
         } else {
@@ -618,7 +618,7 @@ pub fn run_with(data: &[u8], cfg: Config, hooks: &mut dyn Hooks) {
     // blocks freed from the helper thread that are still on the owner heap's
     // remote list (they count as freed when the owner drains the list, on
     // its next allocation slow path; `remote_frees` counts the drained ones).
-    let s = memory::stats::snapshot();
+    let s = mallocator::stats::snapshot();
     let live_small: u64 = s.classes[..s.classes_used as usize].iter().map(|c| c.live_blocks).sum();
     let pending = REMOTE_SMALL.load(Relaxed).wrapping_sub(s.remote_frees);
     assert!(

@@ -390,7 +390,7 @@ fn main() {
         }
     }
 
-    let s = memory::stats::snapshot();
+    let s = mallocator::stats::snapshot();
     let k = hooks.per_kind;
     out(&format!(
         "driver: OK: {runs} inputs ({bytes} bytes) in {:.1} s ({bits}-bit, MALLOCATOR_SECURE={secure:?}); \
