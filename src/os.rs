@@ -6,8 +6,10 @@
 //! thread-cancellation point (`openat`, `close`): cancelling a thread inside
 //! `malloc` must not leave a lock held.
 
-use crate::text::Line;
-use crate::{options, stats};
+use crate::diag::counters as stats;
+use crate::diag::options;
+use crate::diag::text::Line;
+use crate::sys::errno::SavedErrno;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -226,43 +228,4 @@ pub unsafe fn remap_to(p: *mut u8, old: usize, new: usize, target: *mut u8) -> b
     // SAFETY: MREMAP_FIXED replaces only the caller's own target mapping.
     let r = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, target) };
     r != libc::MAP_FAILED
-}
-
-/// Restores `errno` when dropped: `free` must leave `errno` as it found it,
-/// and its rare system calls (munmap, madvise, write) could change it.
-pub struct SavedErrno(libc::c_int);
-
-impl SavedErrno {
-    pub fn new() -> Self {
-        // SAFETY: __errno_location returns the calling thread's errno slot.
-        Self(unsafe { *libc::__errno_location() })
-    }
-}
-
-impl Drop for SavedErrno {
-    fn drop(&mut self) {
-        set_errno(self.0);
-    }
-}
-
-/// Sets the calling thread's `errno`.
-pub fn set_errno(code: libc::c_int) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = code };
-}
-
-/// Writes bytes to a file descriptor, ignoring failure: diagnostics must
-/// never make things worse.
-pub fn write_fd(fd: i32, bytes: &[u8]) {
-    let _errno = SavedErrno::new();
-    // SAFETY: the slice is valid for its length.
-    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-}
-
-/// Fills `buf` from the kernel's random source; returns false when it cannot.
-pub fn random_bytes(buf: &mut [u8]) -> bool {
-    // SAFETY: the buffer is valid for writes of its length; GRND_NONBLOCK
-    // keeps an early-boot call from blocking inside malloc.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
-    n == buf.len() as isize
 }

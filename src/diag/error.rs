@@ -2,7 +2,7 @@
 //! `malloc_usable_size`: one line on standard error, built in a stack buffer
 //! (reporting must not allocate), then either carry on or abort.
 
-use crate::text::Line;
+use crate::diag::text::Line;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Misuse {
@@ -49,7 +49,7 @@ pub fn report(kind: Misuse, op: Op, addr: *const u8, block_size: Option<usize>) 
     if let Some(size) = block_size {
         line.push(b" (block of ").dec(size as u64).push(b" bytes)");
     }
-    if crate::options::abort_on_error() {
+    if crate::diag::options::abort_on_error() {
         line.push(b"; aborting\n").write_to(2);
         // SAFETY: abort never returns and has no preconditions.
         unsafe { libc::abort() };
@@ -69,4 +69,13 @@ pub fn corrupted(addr: *const u8) -> ! {
         .write_to(2);
     // SAFETY: abort never returns and has no preconditions.
     unsafe { libc::abort() }
+}
+
+/// Why a pointer into a small segment is not a live block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadBlock {
+    /// The block is on a free list already.
+    DoubleFree,
+    /// The pointer is not the start of a block that was ever handed out.
+    Invalid,
 }

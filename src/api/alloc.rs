@@ -1,15 +1,16 @@
 //! The entry points: route each request to the thread heap (small blocks) or
 //! the large-region allocator, and each free to the owner of its memory.
 
-use crate::error::{self, Misuse, Op};
-use crate::heap::Heap;
+use crate::diag::error::BadBlock;
+use crate::diag::error::{self, Misuse, Op};
+use crate::diag::options;
 use crate::large;
-use crate::os::{self, OS_PAGE};
-use crate::page::{BadBlock, SmallSegment};
+use crate::os::OS_PAGE;
 use crate::segment::{self, Kind, SegmentHeader};
-use crate::size_class::{MAX_SMALL, c_class_of, class_of};
-use crate::{options, page, thread};
-use core::alloc::{GlobalAlloc, Layout};
+use crate::small::size_class::{MAX_SMALL, c_class_of, class_of};
+use crate::small::{block, segment::SmallSegment};
+use crate::thread;
+use crate::thread::heap::Heap;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -37,12 +38,12 @@ pub fn init() {
         return;
     }
     let mut key = [0u8; size_of::<usize>()];
-    if !os::random_bytes(&mut key) {
+    if !crate::sys::random::random_bytes(&mut key) {
         // No entropy yet (early boot): the address of a stack slot still
         // differs between runs under ASLR.
         key = (&raw const key as usize).rotate_left(17).to_ne_bytes();
     }
-    page::set_key(usize::from_ne_bytes(key));
+    block::set_key(usize::from_ne_bytes(key));
     options::init();
     thread::init();
     INIT.store(DONE, Ordering::Release);
@@ -63,7 +64,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 }
 
 /// [`alloc`] for C callers: blocks above 8 bytes are 16-aligned (see
-/// [`crate::malloc`]), with the class read from a table instead of rounding
+/// [`crate::api::malloc`]), with the class read from a table instead of rounding
 /// the size first.
 #[inline]
 pub fn alloc_c(size: usize) -> *mut u8 {
@@ -95,7 +96,7 @@ fn alloc_cold(size: usize, align: usize) -> *mut u8 {
         Route::Large => large::alloc(size, align).0,
     };
     if p.is_null() {
-        os::set_errno(libc::ENOMEM);
+        crate::sys::errno::set_errno(libc::ENOMEM);
     }
     p
 }
@@ -110,7 +111,7 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         Route::Large => large::alloc(size, align),
     };
     if p.is_null() {
-        os::set_errno(libc::ENOMEM);
+        crate::sys::errno::set_errno(libc::ENOMEM);
     } else if !zeroed {
         // SAFETY: the block is live and at least `size` bytes long.
         unsafe { p.write_bytes(0, size) };
@@ -284,7 +285,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         return alloc(new_size, align);
     }
     let Some(block) = live_block(p, Op::Realloc) else {
-        os::set_errno(libc::EINVAL);
+        crate::sys::errno::set_errno(libc::EINVAL);
         return null_mut();
     };
     let fits = new_size <= block.usable && (p as usize).is_multiple_of(align);
@@ -298,7 +299,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
                 let q = large::resize_huge(block.seg, p, new_size);
                 if q.is_null() {
-                    os::set_errno(libc::ENOMEM);
+                    crate::sys::errno::set_errno(libc::ENOMEM);
                 }
                 return q;
             }
@@ -325,34 +326,4 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         }
     }
     q
-}
-
-/// The allocator as a Rust global allocator:
-/// `#[global_allocator] static GLOBAL: mallocator::Mallocator = mallocator::Mallocator;`
-pub struct Mallocator;
-
-// SAFETY: `alloc` returns blocks of at least `layout.size()` bytes aligned to
-// `layout.align()` that no other live allocation overlaps, or null.
-unsafe impl GlobalAlloc for Mallocator {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        alloc(layout.size(), layout.align())
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: the caller gives the block up (GlobalAlloc contract).
-        unsafe { free(ptr) }
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        alloc_zeroed(layout.size(), layout.align())
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` is a live block of ours with `layout` (GlobalAlloc
-        // contract), so it is the caller's to resize.
-        unsafe { realloc(ptr, new_size, layout.align()) }
-    }
 }

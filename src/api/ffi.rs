@@ -1,9 +1,9 @@
 //! The C ABI of `libmemory.so` (declared in `include/memory.h`) and the
 //! library's initialisation and finalisation routines.
 
-use crate::alloc;
-use crate::options;
-use crate::stats::{self, MemoryStats};
+use crate::api::alloc;
+use crate::api::stats::{self, MemoryStats};
+use crate::diag::options;
 use core::ffi::{c_int, c_void};
 
 /// `void *allocate(unsigned int size)`: malloc semantics.
@@ -46,7 +46,7 @@ pub extern "C" fn memory_stats_print(fd: c_int) {
 /// Runs when the library is loaded (also under `dlopen`).
 extern "C" fn on_load() {
     alloc::init();
-    crate::fork::register();
+    crate::api::fork::register();
 }
 
 /// Runs when the library is unloaded (or the process exits): deletes the

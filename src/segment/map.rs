@@ -8,7 +8,7 @@
 //! space at 4 MiB granularity, which is 4 MiB of virtual space; on i686 (2 MiB
 //! segments) it is 256 bytes.
 
-use crate::segment::SEGMENT_SHIFT;
+use super::SEGMENT_SHIFT;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// User-space addresses on x86_64 (4-level paging) and i686 fit this many bits.

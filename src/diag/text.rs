@@ -65,7 +65,7 @@ impl Line {
 
     /// Writes the line to a file descriptor.
     pub fn write_to(&self, fd: i32) {
-        crate::os::write_fd(fd, self.as_bytes());
+        crate::sys::errno::write_fd(fd, self.as_bytes());
     }
 }
 

@@ -5,7 +5,7 @@
 //! Built with the `malloc` feature (on by default). Rust programs that want
 //! only the `GlobalAlloc` can turn it off.
 
-use crate::alloc::{self, MIN_ALIGN, c_size};
+use crate::api::alloc::{self, MIN_ALIGN, c_size};
 use crate::os::{self, OS_PAGE};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
@@ -31,7 +31,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[unsafe(no_mangle)]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     let Some(total) = count.checked_mul(size) else {
-        os::set_errno(libc::ENOMEM);
+        crate::sys::errno::set_errno(libc::ENOMEM);
         return null_mut();
     };
     alloc::alloc_zeroed(c_size(total), MIN_ALIGN).cast()
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, count: usize, size: usize)
         // SAFETY: per the contract.
         Some(total) => unsafe { realloc(p, total) },
         None => {
-            os::set_errno(libc::ENOMEM);
+            crate::sys::errno::set_errno(libc::ENOMEM);
             null_mut()
         }
     }
@@ -79,7 +79,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    let saved = os::SavedErrno::new();
+    let saved = crate::sys::errno::SavedErrno::new();
     let p = aligned(align, size);
     drop(saved);
     if p.is_null() {
@@ -95,7 +95,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 #[unsafe(no_mangle)]
 pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
-        os::set_errno(libc::EINVAL);
+        crate::sys::errno::set_errno(libc::EINVAL);
         return null_mut();
     }
     aligned(align, size)
@@ -108,7 +108,7 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     match align.checked_next_power_of_two() {
         Some(align) => aligned(align, size),
         None => {
-            os::set_errno(libc::EINVAL);
+            crate::sys::errno::set_errno(libc::EINVAL);
             null_mut()
         }
     }
@@ -125,7 +125,7 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     match os::align_up(size.max(1), OS_PAGE) {
         Some(size) => aligned(OS_PAGE, size),
         None => {
-            os::set_errno(libc::ENOMEM);
+            crate::sys::errno::set_errno(libc::ENOMEM);
             null_mut()
         }
     }

@@ -23,10 +23,11 @@
 //! stays (warm, until the budget wants its pages); others are unmapped. When
 //! a mapping fails, the caches go first.
 
+use crate::diag::counters as stats;
+use crate::diag::options;
 use crate::os::{self, OS_PAGE, align_up};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
-use crate::sync::SpinLock;
-use crate::{options, stats};
+use crate::sys::lock::SpinLock;
 use core::ptr::{NonNull, null_mut};
 
 /// A large segment spans eight segment slots (32 MiB on x86_64, 16 MiB on
@@ -35,7 +36,7 @@ use core::ptr::{NonNull, null_mut};
 /// resident. With a mapping per block, the `large_blocks` benchmark (blocks
 /// of 4 KiB..4 MiB) page-faulted 132,000 times where tcmalloc's page heap
 /// faulted 15,000 times and ran 8x faster. Blocks past the first slot are
-/// found through the span table of [`crate::segment_map`].
+/// found through the span table of [`crate::segment::map`].
 pub const LARGE_SEGMENT_SIZE: usize = 8 * SEGMENT_SIZE;
 
 /// Above this a block gets its own mapping: a quarter of a large segment
@@ -158,7 +159,7 @@ fn resident_budget(recent_peak: usize) -> usize {
     options::dirty_limit().max(2 * recent_peak)
 }
 
-/// Holds the large allocator's lock across `fork` (see [`crate::fork`]).
+/// Holds the large allocator's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
     LARGE.lock_forever();
 }
@@ -190,7 +191,7 @@ pub fn trim_to_live() {
 }
 
 /// Why a pointer into a large or huge segment is not a live block.
-pub use crate::page::BadBlock;
+pub use crate::diag::error::BadBlock;
 
 impl LargeSegment {
     fn run(&mut self, index: usize) -> *mut Run {

@@ -2,12 +2,12 @@
 //!
 //! A segment is a mapping aligned to [`SEGMENT_SIZE`] that starts with a
 //! header saying what it holds: small pages of one thread heap
-//! ([`crate::page`]), large regions ([`crate::large`]), or one huge block.
+//! ([`crate::small`]), large regions ([`crate::large`]), or one huge block.
 //! Masking a pointer with `!(SEGMENT_SIZE - 1)` finds its header in O(1), and
-//! [`crate::segment_map`] says whether that header is really ours.
+//! [`crate::segment::map`] says whether that header is really ours.
 
 use crate::os;
-use crate::segment_map;
+pub mod map;
 use core::ptr::NonNull;
 
 /// 4 MiB on x86_64: 64 small pages per mapping keeps `mmap` calls rare (one
@@ -41,7 +41,7 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
     let base = NonNull::new(os::map_aligned(size, SEGMENT_SIZE))?.cast::<SegmentHeader>();
     // SAFETY: the mapping is fresh, writable, aligned and large enough.
     unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
-    if spans(kind, size) && !segment_map::insert_span(base.as_ptr() as usize, size) {
+    if spans(kind, size) && !map::insert_span(base.as_ptr() as usize, size) {
         // SAFETY: the mapping was just made and nothing refers to it.
         unsafe { os::unmap(base.as_ptr().cast(), size) };
         return None;
@@ -59,16 +59,16 @@ fn spans(kind: Kind, size: usize) -> bool {
 
 /// Records a segment whose header is in place (also after a segment moved).
 pub fn register(seg: NonNull<SegmentHeader>) {
-    segment_map::insert(seg.as_ptr() as usize);
+    map::insert(seg.as_ptr() as usize);
 }
 
 /// Forgets a segment's address (before it is unmapped or moved).
 pub fn forget(seg: NonNull<SegmentHeader>) {
     let base = seg.as_ptr() as usize;
-    segment_map::remove(base);
+    map::remove(base);
     // SAFETY: the header of a live segment is readable.
     if unsafe { spans((*seg.as_ptr()).kind, (*seg.as_ptr()).size) } {
-        segment_map::remove_span(base);
+        map::remove_span(base);
     }
 }
 
@@ -88,7 +88,7 @@ pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
 #[inline(always)]
 pub fn find_in_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
     let base = p as usize & !(SEGMENT_SIZE - 1);
-    if segment_map::contains(base) {
+    if map::contains(base) {
         // SAFETY: no segment starts at address 0 (it is never mapped).
         Some(unsafe { NonNull::new_unchecked(base as *mut SegmentHeader) })
     } else {
@@ -105,5 +105,5 @@ pub fn find(p: *const u8) -> Option<NonNull<SegmentHeader>> {
 /// The large segment that holds `p` past its first slot, from the table of
 /// multi-slot segments (for `free` after [`find_in_first_slot`] failed).
 pub fn find_past_first_slot(p: *const u8) -> Option<NonNull<SegmentHeader>> {
-    NonNull::new(segment_map::span_of(p as usize)? as *mut SegmentHeader)
+    NonNull::new(map::span_of(p as usize)? as *mut SegmentHeader)
 }

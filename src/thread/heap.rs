@@ -9,11 +9,13 @@
 //! claims it for a moment and does the owner's work, so its memory is
 //! reclaimed even if no thread is ever created again.
 
-use crate::options;
-use crate::page::{Block, Page, SmallSegment};
+use crate::diag::counters::{ClassCounters, Counter};
+use crate::diag::options;
 use crate::segment;
-use crate::size_class::NUM_CLASSES;
-use crate::stats::{ClassCounters, Counter};
+use crate::small::block::Block;
+use crate::small::page::Page;
+use crate::small::segment::SmallSegment;
+use crate::small::size_class::NUM_CLASSES;
 use core::cell::Cell;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
@@ -97,7 +99,7 @@ impl Heap {
     fn alloc_slow(&self, class: usize, size: usize) -> *mut u8 {
         let p = self.alloc_from_other_pages(class);
         if p.is_null() {
-            crate::os::set_errno(libc::ENOMEM);
+            crate::sys::errno::set_errno(libc::ENOMEM);
         } else {
             self.count(class, size);
         }

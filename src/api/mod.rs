@@ -1,0 +1,13 @@
+//! The entry points: routing of each request to the layer that serves it,
+//! the C ABI, the malloc family, Rust's `GlobalAlloc`, `fork` handling, and
+//! the statistics readers.
+
+pub mod alloc;
+pub mod ffi;
+mod fork;
+mod global;
+#[cfg(feature = "malloc")]
+pub mod malloc;
+pub mod stats;
+
+pub use global::Mallocator;

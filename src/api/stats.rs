@@ -1,0 +1,162 @@
+//! Statistics: the counters of every heap and the global ones, summed on
+//! read. The snapshot is a `#[repr(C)]` struct, the same for C
+//! (`memory_stats`) and Rust ([`snapshot`]); [`print()`] writes a readable
+//! table without allocating.
+
+use crate::diag::counters::*;
+use crate::diag::text::Line;
+use crate::small::size_class::{NUM_CLASSES, class_size, classes};
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Capacity of the per-class table in [`MemoryStats`]; the C header has the
+/// same number.
+pub const STATS_CLASSES: usize = 64;
+const _: () = assert!(NUM_CLASSES <= STATS_CLASSES);
+
+/// One size class, summed over all heaps (`struct memory_class_stats`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ClassStats {
+    pub block_size: u64,
+    pub allocations: u64,
+    pub frees: u64,
+    pub live_blocks: u64,
+    pub requested_bytes: u64,
+}
+
+/// A snapshot of all counters (`struct memory_stats` in `memory.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryStats {
+    pub mapped_bytes: u64,
+    pub peak_mapped_bytes: u64,
+    pub mmap_calls: u64,
+    pub munmap_calls: u64,
+    pub purged_bytes: u64,
+    pub unmapped_bytes: u64,
+    pub small_allocations: u64,
+    pub small_frees: u64,
+    pub small_live_bytes: u64,
+    pub small_requested_bytes: u64,
+    pub remote_frees: u64,
+    pub large_allocations: u64,
+    pub large_frees: u64,
+    pub large_live_bytes: u64,
+    pub huge_allocations: u64,
+    pub huge_frees: u64,
+    pub huge_live_bytes: u64,
+    pub classes_used: u32,
+    pub classes: [ClassStats; STATS_CLASSES],
+}
+
+/// Sums every heap's counters and the global ones. Counters of other threads
+/// are read while they run: each is exact, their sum is a moment's picture.
+pub fn snapshot() -> MemoryStats {
+    let mut s = MemoryStats {
+        mapped_bytes: MAPPED.get(),
+        peak_mapped_bytes: PEAK_MAPPED.load(Relaxed),
+        mmap_calls: MMAP_CALLS.get(),
+        munmap_calls: MUNMAP_CALLS.get(),
+        purged_bytes: PURGED.get(),
+        unmapped_bytes: UNMAPPED.get(),
+        small_allocations: 0,
+        small_frees: 0,
+        small_live_bytes: 0,
+        small_requested_bytes: 0,
+        remote_frees: 0,
+        large_allocations: LARGE_ALLOCATIONS.get(),
+        large_frees: LARGE_FREES.get(),
+        large_live_bytes: LARGE_LIVE_BYTES.get(),
+        huge_allocations: HUGE_ALLOCATIONS.get(),
+        huge_frees: HUGE_FREES.get(),
+        huge_live_bytes: HUGE_LIVE_BYTES.get(),
+        classes_used: 0,
+        classes: [ClassStats::default(); STATS_CLASSES],
+    };
+    crate::thread::for_each_heap(|heap| {
+        s.remote_frees += heap.remote_frees.get();
+        for (class, c) in heap.counters.iter().enumerate() {
+            let out = &mut s.classes[class];
+            out.allocations += c.allocations.get();
+            out.frees += c.frees.get();
+            out.requested_bytes += c.requested.get();
+        }
+    });
+    for class in classes() {
+        let c = &mut s.classes[class];
+        c.block_size = class_size(class) as u64;
+        c.live_blocks = c.allocations.saturating_sub(c.frees);
+        s.small_allocations += c.allocations;
+        s.small_frees += c.frees;
+        s.small_live_bytes += c.live_blocks * c.block_size;
+        s.small_requested_bytes += c.requested_bytes;
+    }
+    s.classes_used = NUM_CLASSES as u32;
+    s
+}
+
+/// Writes the statistics as a table to `fd`.
+pub fn print(fd: i32) {
+    let s = snapshot();
+    let kib = |b: u64| b >> 10;
+    Line::new().push(b"mallocator statistics\n").write_to(fd);
+    Line::new()
+        .push(b"  mapped now ")
+        .dec(kib(s.mapped_bytes))
+        .push(b" KiB, peak ")
+        .dec(kib(s.peak_mapped_bytes))
+        .push(b" KiB; mmap ")
+        .dec(s.mmap_calls)
+        .push(b", munmap ")
+        .dec(s.munmap_calls)
+        .push(b"; returned: purged ")
+        .dec(kib(s.purged_bytes))
+        .push(b" KiB, unmapped ")
+        .dec(kib(s.unmapped_bytes))
+        .push(b" KiB\n")
+        .write_to(fd);
+    Line::new()
+        .push(b"  small: ")
+        .dec(s.small_allocations)
+        .push(b" allocs, ")
+        .dec(s.small_frees)
+        .push(b" frees (")
+        .dec(s.remote_frees)
+        .push(b" from other threads), live ")
+        .dec(kib(s.small_live_bytes))
+        .push(b" KiB\n")
+        .write_to(fd);
+    for (name, allocs, frees, live) in [
+        (&b"  large: "[..], s.large_allocations, s.large_frees, s.large_live_bytes),
+        (&b"  huge:  "[..], s.huge_allocations, s.huge_frees, s.huge_live_bytes),
+    ] {
+        Line::new()
+            .push(name)
+            .dec(allocs)
+            .push(b" allocs, ")
+            .dec(frees)
+            .push(b" frees, live ")
+            .dec(kib(live))
+            .push(b" KiB\n")
+            .write_to(fd);
+    }
+    Line::new().push(b"  class  block     allocs      frees       live   live KiB  requested%\n").write_to(fd);
+    for (class, c) in s.classes.iter().enumerate().take(s.classes_used as usize) {
+        if c.allocations == 0 {
+            continue;
+        }
+        // Requested bytes as a share of the block bytes handed out: 100
+        // minus the rounding loss of this class.
+        let used = c.requested_bytes * 100 / (c.allocations * c.block_size).max(1);
+        Line::new()
+            .dec_width(class as u64, 7)
+            .dec_width(c.block_size, 7)
+            .dec_width(c.allocations, 11)
+            .dec_width(c.frees, 11)
+            .dec_width(c.live_blocks, 11)
+            .dec_width(kib(c.live_blocks * c.block_size), 11)
+            .dec_width(used, 11)
+            .push(b"%\n")
+            .write_to(fd);
+    }
+}

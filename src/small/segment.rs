@@ -1,0 +1,186 @@
+//! Small segments: a segment cut into [`PAGE_SIZE`] pages, each serving one
+//! size class; its header holds every page's descriptor, so the metadata never
+//! sits in the blocks themselves.
+//!
+//! ```text
+//!  small segment (SEGMENT_SIZE, aligned)
+//!  +--------+--------------+--------------+-----+--------------+
+//!  | header | page 0 blocks| page 1 blocks| ... | page N blocks|
+//!  +--------+--------------+--------------+-----+--------------+
+//!   descriptors for pages 0..N live in the header
+//! ```
+
+use super::page::{PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SEGMENT, Page};
+use super::size_class::MAX_SMALL;
+use crate::diag::options;
+use crate::os::{self, OS_PAGE};
+use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
+// Points up: a segment records the heap that owns its pages, which remote
+// frees and validation read; the heap itself lives in the thread layer.
+use crate::thread::heap::Heap;
+use core::cell::Cell;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::Relaxed;
+
+/// The header of a small segment.
+#[repr(C)]
+pub struct SmallSegment {
+    header: SegmentHeader,
+    /// The heap whose pages these are; fixed for the segment's life (a heap
+    /// outlives its thread: another thread adopts it).
+    pub heap: *const Heap,
+    /// Bit i set: page i is free.
+    free_pages: Cell<u64>,
+    /// Neighbours in the heap's list of segments that have free pages.
+    pub next: Cell<*mut SmallSegment>,
+    pub prev: Cell<*mut SmallSegment>,
+    pages: [Page; PAGES_PER_SEGMENT],
+}
+
+/// Bytes before the first block of page 0: the header, rounded to the OS page
+/// so that purging page 0 never touches it.
+const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
+const _: () = assert!(HEADER_SIZE + OS_PAGE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
+const _: () = assert!(size_of::<Page>() == 64);
+const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
+
+impl SmallSegment {
+    /// Maps a segment whose pages will belong to `heap`.
+    pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
+        let seg = segment::create(Kind::Small, SEGMENT_SIZE)?.cast::<SmallSegment>();
+        // SAFETY: the header was just mapped (zero) and only we know it; zero
+        // is a valid `Page` (a free page with null links). The guard page
+        // lies between the header and page 0's first block.
+        unsafe {
+            let s = &mut *seg.as_ptr();
+            s.heap = heap;
+            s.free_pages.set(ALL_PAGES);
+            if options::secure() {
+                os::protect(seg.as_ptr().cast::<u8>().add(HEADER_SIZE), OS_PAGE);
+            }
+        }
+        Some(seg)
+    }
+
+    /// The small segment and page descriptor that `p` points into.
+    ///
+    /// # Safety
+    /// `p` must lie in a live small segment (checked with [`segment::find`]),
+    /// or be one of its page descriptors.
+    #[inline(always)]
+    pub unsafe fn page_of(p: *const u8) -> (*mut SmallSegment, *mut Page) {
+        let s = (p as usize & !(SEGMENT_SIZE - 1)) as *mut SmallSegment;
+        let index = (p as usize - s as usize) >> PAGE_SHIFT;
+        // SAFETY: index < PAGES_PER_SEGMENT because p lies in the segment.
+        (s, unsafe { (&raw mut (*s).pages).cast::<Page>().add(index) })
+    }
+
+    pub fn has_free_page(&self) -> bool {
+        self.free_pages.get() != 0
+    }
+
+    pub fn is_unused(&self) -> bool {
+        self.free_pages.get() == ALL_PAGES
+    }
+
+    /// The pages assigned to a class (empty or not).
+    pub fn assigned_pages(&self) -> impl Iterator<Item = &Page> + '_ {
+        let assigned = !self.free_pages.get() & ALL_PAGES;
+        self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0).map(|(_, p)| p)
+    }
+
+    /// Whether no page of the segment holds a block (scans the descriptors:
+    /// called only when a page becomes empty).
+    pub fn is_empty(&self) -> bool {
+        self.assigned_pages().all(|p| p.used.get() == 0)
+    }
+
+    /// Takes a free page (the lowest, to keep the used part of the segment
+    /// compact) and assigns it to `class`.
+    pub fn take_page(&self, class: usize) -> &Page {
+        debug_assert!(self.has_free_page());
+        let index = self.free_pages.get().trailing_zeros() as usize;
+        self.free_pages.set(self.free_pages.get() & !(1 << index));
+        let (start, end) = self.page_area(index);
+        let page = &self.pages[index];
+        page.assign(class, start, end);
+        if options::secure() {
+            page.shuffle();
+        }
+        page
+    }
+
+    /// Returns an empty page to the segment and gives its memory back to the
+    /// system; the addresses stay, and read zero when reused.
+    ///
+    /// # Safety
+    /// `page` is a page of this segment with no live block and in no list.
+    pub unsafe fn release_page(&self, page: &Page) {
+        let index = (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
+        // A zero bump pointer makes every pointer into the page fail `check`.
+        page.block_size.store(0, Relaxed);
+        page.bump.store(0, Relaxed);
+        let (start, end) = self.page_area(index);
+        // SAFETY: the page's blocks are all free, and `start` is OS-page
+        // aligned (the header size is rounded), so no header byte is purged.
+        unsafe { os::purge(start as *mut u8, end - start) };
+        self.free_pages.set(self.free_pages.get() | 1 << index);
+    }
+
+    /// The block area of page `index`.
+    fn page_area(&self, index: usize) -> (usize, usize) {
+        let base = self as *const Self as usize + index * PAGE_SIZE;
+        let guard = if options::secure() { OS_PAGE } else { 0 };
+        let start = if index == 0 { base + HEADER_SIZE + guard } else { base };
+        (start, base + PAGE_SIZE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::error::BadBlock;
+    use crate::small::size_class::{class_of, class_size, classes};
+    use core::ptr::null_mut;
+
+    #[test]
+    fn header_fits_and_reciprocal_is_exact() {
+        const { assert!(HEADER_SIZE <= PAGE_SIZE / 4) };
+        for class in classes() {
+            let size = class_size(class);
+            let r = (1u64 << 32).div_ceil(size as u64);
+            for offset in 0..PAGE_SIZE as u64 {
+                assert_eq!(((offset * r) >> 32) as usize, offset as usize / size);
+            }
+        }
+    }
+
+    #[test]
+    fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let page = s.take_page(class_of(48));
+        let a = page.pop();
+        let b = page.pop();
+        assert_eq!(b as usize - a as usize, 48);
+        assert_eq!(page.check(a), Ok(a.cast()));
+        // SAFETY: `a + 8` is inside a live block, readable.
+        assert_eq!(page.check(unsafe { a.add(8) }), Err(BadBlock::Invalid));
+        assert_eq!(page.check((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
+        // SAFETY: `a` is a live block of this page.
+        assert!(!unsafe { page.push(a.cast()) });
+        assert_eq!(page.check(a), Err(BadBlock::DoubleFree));
+        assert_eq!(page.pop(), a, "freed blocks are reused first");
+        assert_eq!(page.check(a), Ok(a.cast()));
+        // SAFETY: both blocks are live; the page then holds none.
+        unsafe {
+            page.push(a.cast());
+            assert!(page.push(b.cast()), "the page became empty");
+            s.release_page(page);
+        }
+        assert!(s.is_unused());
+        // SAFETY: nothing uses the segment any more.
+        unsafe { segment::destroy(seg.cast()) };
+    }
+}

@@ -1,0 +1,50 @@
+//! Secure mode: the fresh blocks of a page in a random order.
+
+use super::block::{Block, KEY};
+use super::page::Page;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+impl Page {
+    /// Secure mode: puts every block of a fresh page on the free list in a
+    /// random order (a random start and a random stride coprime with the
+    /// block count visit each block once), so the address of the next block
+    /// cannot be predicted from the last. Costs a write to every block.
+    pub fn shuffle(&self) {
+        let start = self.start.load(Relaxed);
+        let seed = (start ^ KEY.load(Relaxed)) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+        let size = self.block_size();
+        let n = (self.end.get() - start) / size;
+        let mut rng = seed;
+        let first = (splitmix64(&mut rng) % n as u64) as usize;
+        let mut stride = if n > 1 { 1 + (splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
+        while gcd(stride, n) != 1 {
+            stride = stride % (n - 1) + 1;
+        }
+        for i in (0..n).rev() {
+            let block = (start + (first + i * stride) % n * size) as *mut Block;
+            // SAFETY: the block lies in this fresh page, which no one uses yet.
+            unsafe { Block::set_free(block, self.free.get()) };
+            self.free.set(block);
+        }
+        self.bump.store(self.end.get(), Relaxed);
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// A well-mixed 64-bit step (Steele et al.'s SplitMix64).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Pages shuffled so far: varies the seed between pages at one address.
+static SHUFFLES: AtomicUsize = AtomicUsize::new(0);
