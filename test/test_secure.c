@@ -8,9 +8,10 @@
  *
  *  (b) guard pages, first, while the process has allocated nothing: the first
  *      allocate(16) opens a small segment (SEG = 4 MiB on 64-bit, 2 MiB on
- *      32-bit, aligned) whose page 0 (its first 64 KiB) serves 16-byte
- *      blocks. 16-byte blocks are allocated until one lands outside page 0;
- *      the lowest address seen is page 0's first block, which must be
+ *      32-bit, aligned) whose first page with blocks (page 0 of 64 KiB on
+ *      i686; page 1 on x86_64, where the header fills page 0) serves 16-byte
+ *      blocks. 16-byte blocks are allocated until one lands outside it;
+ *      the lowest address seen is that page's first block, which must be
  *      4096-aligned, and the 4 KiB below it is the guard page. A forked child
  *      that reads a byte of it must die of SIGSEGV; children that read the
  *      byte below the guard (the header) and the first block must not.
@@ -21,7 +22,8 @@
  *      The blocks must not overlap.
  *  (c) use after free: in forked children with stderr on a pipe,
  *      p = allocate(64); deallocate(p); then a write into p (16 bytes of
- *      0x41: both free-list words; or only the marker word); then
+ *      0x41 over the first two words; or only the first word, the free-list
+ *      link: the only word of a free block the allocator keeps); then
  *      allocate(64) up to 10 times: the child must die of SIGABRT and its
  *      stderr must contain "heap corruption".
  *  (d) the library still works: 100,000 random allocate/deallocate (1 byte ..
@@ -109,10 +111,12 @@ static void expect_readable(uintptr_t addr, const char *what)
 
 /* ---- (b) guard pages ---------------------------------------------------------- */
 
-/* Allocates 16-byte blocks until one lands outside page 0 of the segment of
- * the first; returns the lowest block address in page 0 (0 on failure). The
- * blocks are freed again. Fills *count with the number in page 0. */
-static uintptr_t page0_first_block(uintptr_t *seg_out, int *count)
+/* Allocates 16-byte blocks until one lands outside the page of the first
+ * (the segment's first page with blocks: page 0 on i686, page 1 on x86_64,
+ * where the header fills page 0); returns the lowest block address in it (0
+ * on failure). The blocks are freed again. Fills *count with the number in
+ * that page and *page_end with its end. */
+static uintptr_t page0_first_block(uintptr_t *seg_out, int *count, uintptr_t *page_end)
 {
     static void *blocks[8192];
     uintptr_t seg, lowest = UINTPTR_MAX;
@@ -125,9 +129,10 @@ static uintptr_t page0_first_block(uintptr_t *seg_out, int *count)
     }
     seg = (uintptr_t)blocks[0] & ~(SEG - 1);
     *seg_out = seg;
+    *page_end = seg + ((uintptr_t)blocks[0] - seg) / PAGE0 * PAGE0 + PAGE0;
     for (;;) {
         uintptr_t a = (uintptr_t)blocks[n];
-        if (a - seg >= PAGE0)
+        if (a >= *page_end || a + PAGE0 < *page_end)
             break;
         in0++;
         if (a < lowest)
@@ -151,14 +156,15 @@ static uintptr_t page0_first_block(uintptr_t *seg_out, int *count)
 
 static void test_guard_pages(void)
 {
-    uintptr_t seg = 0, first, guard, lseg, lguard;
+    uintptr_t seg = 0, first, guard, lseg, lguard, page_end = 0;
     int count = 0;
     unsigned char *large;
 
     printf("(b) guard pages\n");
-    first = page0_first_block(&seg, &count);
-    if (first == 0) {
-        FAIL("the first allocate(16) (segment %p) is not in page 0: page 0 was taken before main?", (void *)seg);
+    first = page0_first_block(&seg, &count, &page_end);
+    if (first == 0 || page_end - seg > 2 * PAGE0) {
+        FAIL("the first allocate(16) (segment %p) is not in the first page with blocks: taken before main?",
+             (void *)seg);
         return;
     }
     printf("  small segment %p: %d blocks of 16 bytes in page 0, the first at %p (segment + %lu)\n",
@@ -174,8 +180,8 @@ static void test_guard_pages(void)
              (void *)first);
         return;
     }
-    if ((uintptr_t)count != (seg + PAGE0 - first) / 16)
-        FAIL("%d blocks seen in page 0, expected %lu", count, (unsigned long)((seg + PAGE0 - first) / 16));
+    if ((uintptr_t)count != (page_end - first) / 16)
+        FAIL("%d blocks seen in the first page, expected %lu", count, (unsigned long)((page_end - first) / 16));
     guard = first - OS_PAGE;
     expect_fault(guard, "the guard page (first byte)");
     expect_fault(guard + OS_PAGE - 1, "the guard page (last byte)");
@@ -325,8 +331,8 @@ static void expect_uaf_abort(size_t off, size_t len, const char *what)
 static void test_use_after_free(void)
 {
     printf("(c) writes into a freed block\n");
-    expect_uaf_abort(0, 16, "16 bytes of 0x41 over both free-list words");
-    expect_uaf_abort(sizeof(void *), sizeof(void *), "the marker word only");
+    expect_uaf_abort(0, 16, "16 bytes of 0x41 over the first two words");
+    expect_uaf_abort(0, sizeof(void *), "the free-list link word only");
 }
 
 /* ---- (d) random workload ---------------------------------------------------------- */
@@ -414,10 +420,10 @@ static void test_workload(void)
 
 static int control(void)
 {
-    uintptr_t seg = 0, first;
+    uintptr_t seg = 0, first, page_end = 0;
     int count = 0, c;
 
-    first = page0_first_block(&seg, &count);
+    first = page0_first_block(&seg, &count, &page_end);
     c = consecutive_48();
     printf("control: consecutive=%d first_offset=%lu", c, first ? (unsigned long)(first - seg) : 0ul);
     if (first != 0 && first - seg >= OS_PAGE)

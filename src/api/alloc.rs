@@ -1,12 +1,12 @@
 //! The entry points: route each request to the thread heap (small blocks) or
 //! the large-region allocator, and each free to the owner of its memory.
 
-use crate::diag::error::BadBlock;
 use crate::diag::error::{self, Misuse, Op};
 use crate::diag::options;
 use crate::large;
 use crate::os::OS_PAGE;
 use crate::segment::{self, Kind, SegmentHeader};
+use crate::small::page::Page;
 use crate::small::size_class::{MAX_SMALL, c_class_of, class_of};
 use crate::small::{block, segment::SmallSegment};
 use crate::thread;
@@ -22,7 +22,7 @@ const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 static INIT: AtomicU8 = AtomicU8::new(UNINIT);
 
-/// One-time set-up: the free-marker secret, the options, the thread-exit key.
+/// One-time set-up: the free-list secret, the options, the thread-exit key.
 /// Runs from the library's constructor, or earlier from the first allocation
 /// (ld.so and other constructors may allocate before ours runs). Nothing in
 /// it allocates.
@@ -57,7 +57,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         let heap = thread::heap_if_any();
         if !heap.is_null() {
             // SAFETY: the calling thread owns its heap.
-            return unsafe { (*heap).alloc(class_of(size), size) };
+            return unsafe { (*heap).owner().alloc(class_of(size), size) };
         }
     }
     alloc_cold(size, align)
@@ -72,7 +72,7 @@ pub fn alloc_c(size: usize) -> *mut u8 {
         let heap = thread::heap_if_any();
         if !heap.is_null() {
             // SAFETY: the calling thread owns its heap.
-            return unsafe { (*heap).alloc(c_class_of(size), size) };
+            return unsafe { (*heap).owner().alloc(c_class_of(size), size) };
         }
     }
     alloc_cold(c_size(size), MIN_ALIGN)
@@ -126,7 +126,7 @@ fn alloc_small(size: usize) -> *mut u8 {
         return null_mut();
     }
     // SAFETY: the calling thread owns its heap.
-    unsafe { (*heap).alloc(class_of(size), size) }
+    unsafe { (*heap).owner().alloc(class_of(size), size) }
 }
 
 /// Where a request goes: a small class (with the size that gives the
@@ -193,7 +193,7 @@ unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
         }
     };
     if let Err(bad) = result {
-        report(bad, Op::Free, p, None);
+        error::report_bad(bad, Op::Free, p, None);
     }
 }
 
@@ -203,28 +203,34 @@ fn free_small(p: *mut u8) {
     // page descriptor of a live segment is always readable.
     unsafe {
         let (seg, page) = SmallSegment::page_of(p);
-        match (*page).check(p) {
-            Ok(block) => {
-                let heap = (*seg).heap;
-                if heap == thread::heap_if_any().cast_const() {
-                    (*heap).free_local(page, block);
-                } else {
-                    (*heap).free_remote(block);
-                }
-            }
-            Err(bad) => report(bad, Op::Free, p, Some((*page).block_size()).filter(|&s| s != 0)),
+        let heap = (*seg).heap;
+        let mine = thread::heap_if_any();
+        if heap == mine.cast_const() {
+            (*mine).owner().free(page, p);
+        } else {
+            free_remote(mine, heap, page, p);
         }
     }
 }
 
-#[cold]
+/// Frees a small block of another heap (or of any heap, from a thread that
+/// has none): validated here, freed by its owner later.
+///
+/// # Safety
+/// `page` is the descriptor of the page of `heap`'s segment that holds `p`;
+/// `mine` is the calling thread's heap or null.
 #[inline(never)]
-fn report(bad: BadBlock, op: Op, p: *const u8, block_size: Option<usize>) {
-    let kind = match bad {
-        BadBlock::DoubleFree => Misuse::DoubleFree,
-        BadBlock::Invalid => Misuse::Interior,
-    };
-    error::report(kind, op, p, block_size);
+unsafe fn free_remote(mine: *mut Heap, heap: *const Heap, page: *mut Page, p: *mut u8) {
+    // SAFETY: per the contract.
+    let (page, size) = unsafe { (&*page, (*page).block_size()) };
+    match page.claim_foreign(p) {
+        // SAFETY: the block passed the check and the caller gives it up;
+        // heaps are never freed.
+        Ok(block) if !mine.is_null() => unsafe { (*mine).owner().free_remote(heap, block, size) },
+        // SAFETY: as above; a chain of one block.
+        Ok(block) => unsafe { (*heap).post_chain(block, block) },
+        Err(bad) => error::report_bad(bad, Op::Free, p, Some(size).filter(|&s| s != 0)),
+    }
 }
 
 /// A validated live block: its segment's kind and its usable size.
@@ -247,7 +253,7 @@ fn live_block(p: *const u8, op: Op) -> Option<Live> {
         // SAFETY: as above; page descriptors of a live segment are readable.
         Kind::Small => unsafe {
             let page = SmallSegment::page_of(p).1;
-            (*page).check(p.cast_mut()).map(|_| (*page).block_size())
+            (*page).check_live(p.cast_mut()).map(|_| (*page).block_size())
         },
         // SAFETY: as above.
         Kind::Large | Kind::Huge => unsafe { large::usable_size(seg, p) },
@@ -255,7 +261,7 @@ fn live_block(p: *const u8, op: Op) -> Option<Live> {
     match usable {
         Ok(usable) => Some(Live { seg, kind, usable }),
         Err(bad) => {
-            report(bad, op, p, None);
+            error::report_bad(bad, op, p, None);
             None
         }
     }

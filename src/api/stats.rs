@@ -52,6 +52,13 @@ pub struct MemoryStats {
 /// Sums every heap's counters and the global ones. Counters of other threads
 /// are read while they run: each is exact, their sum is a moment's picture.
 pub fn snapshot() -> MemoryStats {
+    // The calling thread's frees into other heaps count once their owners
+    // take them back: post them first.
+    let mine = crate::thread::heap_if_any();
+    if !mine.is_null() {
+        // SAFETY: the calling thread owns its heap.
+        unsafe { (*mine).owner().flush() };
+    }
     let mut s = MemoryStats {
         mapped_bytes: MAPPED.get(),
         peak_mapped_bytes: PEAK_MAPPED.load(Relaxed),
@@ -74,12 +81,12 @@ pub fn snapshot() -> MemoryStats {
         classes: [ClassStats::default(); STATS_CLASSES],
     };
     crate::thread::for_each_heap(|heap| {
-        s.remote_frees += heap.remote_frees.get();
-        for (class, c) in heap.counters.iter().enumerate() {
-            let out = &mut s.classes[class];
-            out.allocations += c.allocations.get();
-            out.frees += c.frees.get();
-            out.requested_bytes += c.requested.get();
+        let c = &heap.counters;
+        s.remote_frees += c.remote_frees.get();
+        for (class, out) in s.classes.iter_mut().enumerate().take(NUM_CLASSES) {
+            out.allocations += c.allocations[class].get();
+            out.frees += c.frees[class].get();
+            out.requested_bytes += c.requested[class].get();
         }
     });
     for class in classes() {

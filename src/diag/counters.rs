@@ -19,6 +19,11 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n as u64), Relaxed);
     }
 
+    /// Takes back `n` added before (rare: an allocation that failed).
+    pub fn sub(&self, n: usize) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n as u64), Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
@@ -53,11 +58,27 @@ impl Counter {
 
     #[cold]
     fn carry(&self, low: u32) {
+        self.set_high(low, 2);
+    }
+
+    /// Takes back `n` added before (rare: an allocation that failed).
+    pub fn sub(&self, n: usize) {
+        let (low, borrow) = self.low.load(Relaxed).overflowing_sub(n as u32);
+        if borrow {
+            self.set_high(low, -2);
+        } else {
+            self.low.store(low, core::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Stores `low` and moves the high word by `seq_step / 2`, the sequence
+    /// odd in between.
+    fn set_high(&self, low: u32, seq_step: i32) {
         use core::sync::atomic::Ordering::Release;
         let seq = self.high_seq.load(Relaxed);
-        self.high_seq.store(seq + 1, Release);
+        self.high_seq.store(seq | 1, Release);
         self.low.store(low, Release);
-        self.high_seq.store(seq + 2, Release);
+        self.high_seq.store(seq.wrapping_add_signed(seq_step), Release);
     }
 
     pub fn get(&self) -> u64 {
@@ -71,15 +92,6 @@ impl Counter {
             core::hint::spin_loop();
         }
     }
-}
-
-/// Per class, in each heap.
-#[derive(Default)]
-pub struct ClassCounters {
-    pub allocations: Counter,
-    pub frees: Counter,
-    /// Sum of the sizes asked for (the block size minus this is rounding).
-    pub requested: Counter,
 }
 
 /// A counter any thread may add to (rare events only).

@@ -57,8 +57,9 @@ pub fn report(kind: Misuse, op: Op, addr: *const u8, block_size: Option<usize>) 
     line.push(b"; ignored\n").write_to(2);
 }
 
-/// Reports a free block that was written after it was freed (its marker or
-/// link is gone) and aborts: the free list can no longer be trusted.
+/// Reports a free block that was written after it was freed (its link leads
+/// outside the page's free blocks) and aborts: the free list can no longer
+/// be trusted.
 #[cold]
 #[inline(never)]
 pub fn corrupted(addr: *const u8) -> ! {
@@ -66,6 +67,32 @@ pub fn corrupted(addr: *const u8) -> ! {
         .push(b"mallocator: heap corruption at 0x")
         .hex(addr as usize)
         .push(b" (free block overwritten: use after free?); aborting\n")
+        .write_to(2);
+    // SAFETY: abort never returns and has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Reports a pointer that a block check refused.
+#[cold]
+#[inline(never)]
+pub fn report_bad(bad: BadBlock, op: Op, p: *const u8, block_size: Option<usize>) {
+    let kind = match bad {
+        BadBlock::DoubleFree => Misuse::DoubleFree,
+        BadBlock::Invalid => Misuse::Interior,
+    };
+    report(kind, op, p, block_size);
+}
+
+/// Reports a block posted by another thread whose link leads outside the
+/// heap's live blocks (it was written after that thread freed it) and aborts:
+/// the chain can no longer be followed.
+#[cold]
+#[inline(never)]
+pub fn corrupted_remote(addr: *const u8) -> ! {
+    Line::new()
+        .push(b"mallocator: heap corruption at 0x")
+        .hex(addr as usize)
+        .push(b" (link of a block freed by another thread overwritten: use after free?); aborting\n")
         .write_to(2);
     // SAFETY: abort never returns and has no preconditions.
     unsafe { libc::abort() }

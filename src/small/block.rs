@@ -1,70 +1,60 @@
-//! A free block's first two words: the free-list link, encoded with a
-//! per-process secret (a stray write of a plausible pointer does not redirect
-//! the list), and a marker derived from the block's address and the secret,
-//! which makes a second free of the same block recognisable in O(1).
+//! A free block's first word: the free-list link, encoded with a
+//! per-process secret, so that a stray write of a plausible pointer does not
+//! redirect a list. Nothing else of a free block is ever read: whether a block
+//! is live or already freed is kept out of line, in its page's bitmaps (see
+//! `crate::small::page`), so a leaked word of a freed block gives away
+//! nothing but that word's encoding.
+//!
+//! Which thread touches what: the owner of a page writes the link when it
+//! frees a block locally, and reads it when it hands the block out again; a
+//! thread freeing another thread's block writes the link to chain it into a
+//! batch for the owner, which reads it when it takes the batch. A program that
+//! misuses the allocator can make such accesses race, so the word is accessed
+//! as a relaxed atomic: a plain load or store on x86, and defined behaviour in
+//! Rust's memory model whatever the program does.
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// The secret mixed into free-block markers, chosen at initialisation.
-pub static KEY: AtomicUsize = AtomicUsize::new(0);
+/// The secret that encodes free-list links, chosen at initialisation.
+static LINK_KEY: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the marker secret. The low bit is forced on, so that a marker (an
-/// aligned address xor the key) is never 0, the value a live block's marker
-/// word is reset to.
 pub fn set_key(key: usize) {
-    KEY.store(key | 1, Relaxed);
+    LINK_KEY.store(key, Relaxed);
 }
 
-/// The first two words of a free block: the free-list link, encoded with
-/// the secret (a stray write of a plausible pointer does not redirect the
-/// list), and the marker.
+/// The first word of a free block.
 #[repr(C)]
 pub struct Block {
-    pub next: usize,
-    pub marker: usize,
-}
-
-/// The link is encoded with the secret rotated by half a word, so that link
-/// and marker words differ even when `next` is the block itself.
-#[inline(always)]
-pub fn link_key(key: usize) -> usize {
-    key.rotate_left(usize::BITS / 2)
+    next: AtomicUsize,
 }
 
 impl Block {
+    /// # Safety
+    /// `this` points to a word-aligned block of ours that the caller may
+    /// access (see the module comment).
     #[inline(always)]
-    fn expected_marker(this: *const Block) -> usize {
-        this as usize ^ KEY.load(Relaxed)
+    unsafe fn word<'a>(this: *const Block) -> &'a AtomicUsize {
+        // SAFETY: per the contract; atomics may alias other accesses.
+        unsafe { &(*this).next }
     }
 
-    /// The next block on the list.
+    /// The next block on the list the block is linked on.
     ///
     /// # Safety
-    /// `this` is a block on a free list.
+    /// As for [`Self::word`].
     #[inline(always)]
     pub unsafe fn next(this: *const Block) -> *mut Block {
-        // SAFETY: per the contract the block's words are readable.
-        (unsafe { (*this).next } ^ link_key(KEY.load(Relaxed))) as *mut Block
-    }
-
-    /// Whether the block carries the free marker: it is on some free list.
-    ///
-    /// # Safety
-    /// `this` must be a block of a live page (readable, `MIN_BLOCK` bytes).
-    #[inline(always)]
-    pub unsafe fn is_free(this: *const Block) -> bool {
-        // SAFETY: per the contract, the block's words are readable.
-        unsafe { (*this).marker == Self::expected_marker(this) }
-    }
-
-    /// Links the block in front of `next` and marks it free.
-    ///
-    /// # Safety
-    /// The caller owns the block's memory (it was just freed).
-    #[inline(always)]
-    pub unsafe fn set_free(this: *mut Block, next: *mut Block) {
-        let key = KEY.load(Relaxed);
         // SAFETY: per the contract.
-        unsafe { this.write(Block { next: next as usize ^ link_key(key), marker: this as usize ^ key }) };
+        (unsafe { Self::word(this) }.load(Relaxed) ^ LINK_KEY.load(Relaxed)) as *mut Block
+    }
+
+    /// Links the block in front of `next`.
+    ///
+    /// # Safety
+    /// As for [`Self::word`]; the block was just freed.
+    #[inline(always)]
+    pub unsafe fn link(this: *mut Block, next: *mut Block) {
+        // SAFETY: per the contract.
+        unsafe { Self::word(this) }.store(next as usize ^ LINK_KEY.load(Relaxed), Relaxed);
     }
 }

@@ -1,14 +1,29 @@
 //! Small pages: the slabs. A page hands out fresh blocks from a bump
 //! pointer, so the memory of blocks nobody asked for is never written (and
 //! never becomes resident). Freed blocks go on an intrusive free list.
+//!
+//! Whether a block is live is one bit in the page's *live bitmap* (in the
+//! segment header, written only by the owner): set when the block is handed
+//! out, cleared when it comes back. `free` tests and clears it without loading
+//! from the block (a cold block costs a load miss; the store of the link
+//! waits in the store buffer instead), a second free finds the bit clear, and
+//! a block can be handed out only while its bit is clear, so no corrupted
+//! list can make two owners of one block.
+//!
+//! A block freed by another thread stays live until its owner takes it back;
+//! meanwhile its bit in the page's *pending bitmap* is set (by the freeing
+//! thread, with an atomic `or`, so that of two threads freeing one block at
+//! once exactly one succeeds). The owner's `free` reads it too: a block
+//! another thread already freed is a double free, reported in the call that
+//! made it.
 
-use super::block::{Block, KEY, link_key};
-use super::size_class::class_size;
+use super::block::Block;
+use super::size_class::{MIN_BLOCK, class_size};
 use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -17,130 +32,377 @@ pub const PAGE_SHIFT: u32 = 16;
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 
-/// Descriptor of one small page. Fields read by other threads' `free`
-/// validation are atomics (Relaxed: plain loads and stores on x86); the rest
-/// are `Cell`s that only the thread owning the heap touches. No `&mut` to a
-/// page is ever made: other threads may hold `&Page` for validation at any
-/// time.
-///
-/// One cache line each (64 bytes, aligned): `free` touches one line of
-/// descriptor, and finding the descriptor of a page is a shift.
+/// Words of a page's live bitmap, and as many of its pending bitmap: a bit
+/// for every block of the smallest class (512 bytes a page for each: 0.8%).
+pub const BITMAP_WORDS: usize = PAGE_SIZE / MIN_BLOCK / usize::BITS as usize;
+
+/// A page's bitmaps, each live word next to its pending word: `free` reads
+/// both from one cache line.
+pub type Bitmaps = [[AtomicUsize; 2]; BITMAP_WORDS];
+
+/// Descriptor of one small page: two cache lines, so that the fields other
+/// threads read to validate a pointer (`shape`) never share a line with the
+/// fields the owner writes on every allocation and free (`local`).
 #[repr(C, align(64))]
 pub struct Page {
-    /// Local free list.
-    pub(super) free: Cell<*mut Block>,
-    /// Next never-used block, and the end of the bump area.
-    pub(super) bump: AtomicUsize,
-    pub(super) end: Cell<usize>,
-    /// Blocks handed out and not yet freed back to this list.
-    pub used: Cell<u32>,
-    /// Whether the page is off its class queue because it had no free block.
-    pub full: Cell<bool>,
-    /// Whether the page sits in its heap's ring of recently emptied pages.
-    pub in_ring: Cell<bool>,
-    pub class: Cell<u8>,
-    /// Block size; 0 while the page belongs to no class.
-    pub(super) block_size: AtomicU32,
-    /// ceil(2^32 / block_size): turns the interior-pointer check into a multiply.
-    pub(super) reciprocal: AtomicU32,
-    /// First block: the page start, or past the header for page 0.
-    pub(super) start: AtomicUsize,
-    /// Neighbours in the heap's queue of the same class.
-    pub next: Cell<*mut Page>,
-    pub prev: Cell<*mut Page>,
+    shape: Shape,
+    local: Local,
 }
+
+/// Read by any thread (relaxed atomics: plain loads on x86); written when
+/// the page is assigned to a class, and `bump` once per fresh block.
+#[repr(C, align(64))]
+struct Shape {
+    /// First block: the page start, or past the header for page 0.
+    start: AtomicUsize,
+    /// Next never-used block.
+    bump: AtomicUsize,
+    /// The page's live bitmap (owner writes) and pending bitmap (other
+    /// threads set bits, the owner clears them).
+    bitmaps: AtomicPtr<Bitmaps>,
+    /// Block size; 0 while the page belongs to no class.
+    block_size: AtomicU32,
+    /// ceil(2^32 / block_size): the block index of an offset, and whether
+    /// the offset is a block boundary, from one multiply (see `index`).
+    reciprocal: AtomicU32,
+}
+
+/// Only the thread that owns the page's heap touches these.
+#[repr(C, align(64))]
+struct Local {
+    free: Cell<*mut Block>,
+    /// End of the bump area (a whole number of blocks past `start`).
+    end: Cell<usize>,
+    /// Blocks handed out and not yet freed, except while the page is full:
+    /// then 1, so that the next free reaches the heap's slow path through
+    /// the same countdown that reports an emptied page.
+    countdown: Cell<u32>,
+    /// Blocks handed out while the page is full.
+    held: Cell<u32>,
+    full: Cell<bool>,
+    in_ring: Cell<bool>,
+    class: Cell<u8>,
+    next: Cell<*mut Page>,
+    prev: Cell<*mut Page>,
+}
+
+const _: () = assert!(size_of::<Page>() == 128 && core::mem::offset_of!(Page, local) == 64);
 
 impl Page {
     /// Takes a free block, or null when the page has none. The hot path of
     /// every small allocation.
     ///
-    /// A free block whose marker is gone, or whose link leaves the page, was
-    /// written after it was freed: the process aborts with a report rather
-    /// than hand out memory the free list no longer describes.
+    /// A block on the free list that is not a block of this page, or whose
+    /// live bit is set, means a link was overwritten (a write after free):
+    /// the process aborts with a report rather than hand out memory twice.
     #[inline(always)]
     pub fn pop(&self) -> *mut u8 {
-        let block = self.free.get();
+        let block = self.local.free.get();
         if !block.is_null() {
-            let key = KEY.load(Relaxed);
-            // SAFETY: blocks on the free list are ours to read and write.
-            unsafe {
-                let next = (*block).next ^ link_key(key);
-                let intact = (*block).marker == block as usize ^ key;
-                if !intact || (next != 0 && (next ^ block as usize) >= PAGE_SIZE) {
-                    error::corrupted(block.cast());
-                }
-                self.free.set(next as *mut Block);
-                (*block).marker = 0;
+            match self.index(block as usize) {
+                Some(i) if self.set_live(i) => {}
+                _ => error::corrupted(block.cast()),
             }
-            self.used.set(self.used.get() + 1);
+            // SAFETY: the block is a block of this page (checked above), not
+            // live, and ours to read.
+            unsafe {
+                let next = Block::next(block);
+                prefetch(next);
+                self.local.free.set(next);
+            }
+            self.local.countdown.set(self.local.countdown.get() + 1);
             return block.cast();
         }
-        let fresh = self.bump.load(Relaxed);
-        if fresh < self.end.get() {
-            self.bump.store(fresh + self.block_size.load(Relaxed) as usize, Relaxed);
-            self.used.set(self.used.get() + 1);
+        let fresh = self.shape.bump.load(Relaxed);
+        if fresh < self.local.end.get() {
+            self.shape.bump.store(fresh + self.block_size(), Relaxed);
+            let fresh_index = self.index(fresh);
+            debug_assert!(fresh_index.is_some());
+            self.set_live(fresh_index.unwrap_or(0));
+            self.local.countdown.set(self.local.countdown.get() + 1);
             return fresh as *mut u8;
         }
         null_mut()
     }
 
-    /// Puts a block back on the local free list. Returns true when the page
-    /// became empty or was full: the caller's slow path handles those.
+    /// Frees `p` into this page, for the owner. `Ok(true)` when the page
+    /// emptied or was full: the heap's slow path handles those.
     ///
     /// # Safety
-    /// `block` is a live block of this page, validated by [`Self::check`], and
-    /// the caller owns the page's heap.
+    /// The caller owns the page's heap; `p` lies in this page's memory.
     #[inline(always)]
-    pub unsafe fn push(&self, block: *mut Block) -> bool {
-        debug_assert!(block as usize ^ self.start.load(Relaxed) < PAGE_SIZE);
-        // SAFETY: per the contract the block is ours now.
-        unsafe { Block::set_free(block, self.free.get()) };
-        self.free.set(block);
-        let used = self.used.get() - 1;
-        self.used.set(used);
-        used == 0 || self.full.get()
-    }
-
-    /// Whether `p` is a block this page handed out and that is not free.
-    /// Safe to call from any thread while the page is in use.
-    #[inline(always)]
-    pub fn check(&self, p: *mut u8) -> Result<*mut Block, BadBlock> {
-        let offset = (p as usize).wrapping_sub(self.start.load(Relaxed));
-        if offset >= PAGE_SIZE || p as usize >= self.bump.load(Relaxed) {
+    pub unsafe fn free(&self, p: *mut u8) -> Result<bool, BadBlock> {
+        let Some(index) = self.index(p as usize) else {
             return Err(BadBlock::Invalid);
+        };
+        // Bits tested by shifting (`bt`), not by a mask: one register fewer.
+        let (live, pending, _) = self.bits(index);
+        let shift = index % usize::BITS as usize;
+        let w = live.load(Relaxed);
+        if (w >> shift) & 1 == 0 {
+            return Err(self.why_not_live(p));
         }
-        // Offsets are below 2^16 and sizes below 2^15, so the reciprocal
-        // multiply gives the exact quotient (see `docs/design.md`).
-        let index = ((offset as u64 * self.reciprocal.load(Relaxed) as u64) >> 32) as usize;
-        if index * self.block_size.load(Relaxed) as usize != offset {
-            return Err(BadBlock::Invalid);
-        }
-        let block = p.cast::<Block>();
-        // SAFETY: `block` is a block below the bump pointer of a page in use.
-        if unsafe { Block::is_free(block) } {
+        if (pending.load(Relaxed) >> shift) & 1 != 0 {
             return Err(BadBlock::DoubleFree);
         }
-        Ok(block)
+        live.store(w & !(1 << shift), Relaxed);
+        let block = p.cast::<Block>();
+        // SAFETY: the block was live and is ours again.
+        unsafe { Block::link(block, self.local.free.get()) };
+        self.local.free.set(block);
+        let countdown = self.local.countdown.get() - 1;
+        self.local.countdown.set(countdown);
+        Ok(countdown == 0)
+    }
+
+    /// Claims `p` for a free by a thread that does not own the page: it must
+    /// be a live block boundary whose pending bit this call sets (another
+    /// thread that frees the same block at once finds it set). Then the
+    /// caller must post the block to the owner. Safe to call from any thread
+    /// while the page is in use.
+    #[inline(always)]
+    pub fn claim_foreign(&self, p: *mut u8) -> Result<*mut Block, BadBlock> {
+        let Some(index) = self.index(p as usize) else {
+            return Err(BadBlock::Invalid);
+        };
+        let (live, pending, bit) = self.bits(index);
+        if live.load(Relaxed) & bit == 0 {
+            return Err(self.why_not_live(p));
+        }
+        if pending.fetch_or(bit, Relaxed) & bit != 0 {
+            return Err(BadBlock::DoubleFree);
+        }
+        Ok(p.cast())
+    }
+
+    /// Takes back a block another thread claimed (for the owner, when it
+    /// drains its inbox): `Ok(true)` when the page emptied or was full. A
+    /// block whose pending bit is clear was not posted by any free: the link
+    /// that led here was overwritten (`Invalid`). A block claimed but no
+    /// longer live was freed by the owner in the same moment
+    /// (`DoubleFree`).
+    ///
+    /// # Safety
+    /// As for [`Self::free`].
+    pub unsafe fn take_back(&self, p: *mut u8) -> Result<bool, BadBlock> {
+        let Some(index) = self.index(p as usize) else {
+            return Err(BadBlock::Invalid);
+        };
+        let (live, pending, bit) = self.bits(index);
+        if pending.fetch_and(!bit, Relaxed) & bit == 0 {
+            return Err(BadBlock::Invalid);
+        }
+        if live.load(Relaxed) & bit == 0 {
+            return Err(BadBlock::DoubleFree);
+        }
+        // SAFETY: per the contract; the block is live and not pending.
+        unsafe { self.free(p) }
+    }
+
+    /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,
+    /// from any thread).
+    pub fn check_live(&self, p: *mut u8) -> Result<(), BadBlock> {
+        let Some(index) = self.index(p as usize) else {
+            return Err(BadBlock::Invalid);
+        };
+        let (live, pending, bit) = self.bits(index);
+        if live.load(Relaxed) & bit == 0 {
+            return Err(self.why_not_live(p));
+        }
+        if pending.load(Relaxed) & bit != 0 { Err(BadBlock::DoubleFree) } else { Ok(()) }
+    }
+
+    /// The block index of the address `p`, if it is a block boundary of this
+    /// page. Offsets are below 2^16 and block sizes below 2^15, so with
+    /// c = ceil(2^32 / size), `offset * c` holds the quotient in its high
+    /// 32 bits and its low 32 bits are below c exactly when the division is
+    /// exact (Lemire, Kaser and Kurz, "Faster remainder by direct
+    /// computation", 2019; checked for every class and offset by a test).
+    #[inline(always)]
+    fn index(&self, p: usize) -> Option<usize> {
+        // Not bounded by the block area: a boundary in the page's tail (past
+        // the last block) has its live bit clear, never set. A free page has
+        // c = 0, which no product is below.
+        let offset = p.wrapping_sub(self.start());
+        let c = self.shape.reciprocal.load(Relaxed);
+        // Wrapping: for offsets past the page the product is not used.
+        let product = (offset as u64).wrapping_mul(c as u64);
+        (offset < PAGE_SIZE && (product as u32) < c).then_some((product >> 32) as usize)
+    }
+
+    /// The words of block `index`'s live and pending bits, and its bit.
+    #[inline(always)]
+    fn bits(&self, index: usize) -> (&AtomicUsize, &AtomicUsize, usize) {
+        let bits = usize::BITS as usize;
+        // SAFETY: the bitmaps of an assigned page are in its segment's
+        // header; index < blocks per page <= BITMAP_WORDS * bits.
+        let [live, pending] = unsafe { (*self.shape.bitmaps.load(Relaxed)).get_unchecked(index / bits) };
+        (live, pending, 1 << (index % bits))
+    }
+
+    /// Sets the live bit of block `index`; false if it was set already.
+    #[inline(always)]
+    fn set_live(&self, index: usize) -> bool {
+        let (word, _, _) = self.bits(index);
+        let shift = index % usize::BITS as usize;
+        let w = word.load(Relaxed);
+        if (w >> shift) & 1 != 0 {
+            return false;
+        }
+        word.store(w | 1 << shift, Relaxed);
+        true
+    }
+
+    /// Why a block boundary whose live bit is clear is not live.
+    #[cold]
+    fn why_not_live(&self, p: *mut u8) -> BadBlock {
+        if (p as usize) < self.shape.bump.load(Relaxed) { BadBlock::DoubleFree } else { BadBlock::Invalid }
+    }
+
+    fn start(&self) -> usize {
+        self.shape.start.load(Relaxed)
     }
 
     /// The block size of this page's class (0 for a free page).
     pub fn block_size(&self) -> usize {
-        self.block_size.load(Relaxed) as usize
+        self.shape.block_size.load(Relaxed) as usize
     }
 
-    pub fn assign(&self, class: usize, start: usize, area_end: usize) {
+    pub fn class(&self) -> usize {
+        self.local.class.get() as usize
+    }
+
+    /// Blocks handed out and not freed.
+    pub fn used(&self) -> usize {
+        (if self.local.full.get() { self.local.held.get() } else { self.local.countdown.get() }) as usize
+    }
+
+    /// Whether the page is off its class queue because it had no free block.
+    pub fn is_full(&self) -> bool {
+        self.local.full.get()
+    }
+
+    /// Takes the page off its queue as full: the next free that reaches it
+    /// ends the countdown.
+    pub fn set_full(&self) {
+        self.local.held.set(self.local.countdown.get());
+        self.local.countdown.set(1);
+        self.local.full.set(true);
+    }
+
+    /// The countdown ended on a full page: one block came back.
+    pub fn clear_full(&self) {
+        self.local.countdown.set(self.local.held.get() - 1);
+        self.local.full.set(false);
+    }
+
+    /// Whether the page sits in its heap's ring of recently emptied pages.
+    pub fn in_ring(&self) -> bool {
+        self.local.in_ring.get()
+    }
+
+    pub fn set_in_ring(&self, in_ring: bool) {
+        self.local.in_ring.set(in_ring);
+    }
+
+    /// Neighbours in the heap's queue of the same class.
+    pub fn links(&self) -> (*mut Page, *mut Page) {
+        (self.local.prev.get(), self.local.next.get())
+    }
+
+    pub fn set_links(&self, prev: *mut Page, next: *mut Page) {
+        self.local.prev.set(prev);
+        self.local.next.set(next);
+    }
+
+    pub fn set_prev(&self, prev: *mut Page) {
+        self.local.prev.set(prev);
+    }
+
+    pub fn set_next(&self, next: *mut Page) {
+        self.local.next.set(next);
+    }
+
+    /// Assigns the page to `class` with blocks from `start` to `area_end`
+    /// (the page's bitmaps are all clear: a page is released only when empty,
+    /// and its pending bits are cleared as its owner takes blocks back).
+    pub(super) fn assign(&self, class: usize, start: usize, area_end: usize, bitmaps: *mut Bitmaps) {
         let size = class_size(class);
-        self.free.set(null_mut());
-        self.used.set(0);
-        self.full.set(false);
-        self.in_ring.set(false);
-        self.class.set(class as u8);
-        self.start.store(start, Relaxed);
-        self.bump.store(start, Relaxed);
-        self.end.set(start + (area_end - start) / size * size);
-        self.reciprocal.store((1u64 << 32).div_ceil(size as u64) as u32, Relaxed);
-        self.next.set(null_mut());
-        self.prev.set(null_mut());
-        self.block_size.store(size as u32, Relaxed);
+        self.local.free.set(null_mut());
+        self.local.countdown.set(0);
+        self.local.held.set(0);
+        self.local.full.set(false);
+        self.local.in_ring.set(false);
+        self.local.class.set(class as u8);
+        self.local.next.set(null_mut());
+        self.local.prev.set(null_mut());
+        self.shape.start.store(start, Relaxed);
+        self.shape.bump.store(start, Relaxed);
+        self.local.end.set(start + (area_end - start) / size * size);
+        self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64) as u32, Relaxed);
+        self.shape.bitmaps.store(bitmaps, Relaxed);
+        self.shape.block_size.store(size as u32, Relaxed);
+    }
+
+    /// Makes every pointer into the page fail validation (the page is free).
+    pub(super) fn unassign(&self) {
+        self.shape.reciprocal.store(0, Relaxed);
+        self.shape.block_size.store(0, Relaxed);
+        self.shape.bump.store(0, Relaxed);
+    }
+
+    /// Secure mode: the fresh blocks go on the free list in the order of
+    /// `order` (block indices), none of them live yet.
+    pub(super) fn push_fresh(&self, order: impl Iterator<Item = usize>) {
+        let (start, size) = (self.start(), self.block_size());
+        for i in order {
+            let block = (start + i * size) as *mut Block;
+            // SAFETY: the block lies in this fresh page, which no one uses yet.
+            unsafe { Block::link(block, self.local.free.get()) };
+            self.local.free.set(block);
+        }
+        self.shape.bump.store(self.local.end.get(), Relaxed);
+    }
+
+    /// Blocks of the page's class that fit its area.
+    pub(super) fn capacity(&self) -> usize {
+        (self.local.end.get() - self.start()) / self.block_size()
+    }
+}
+
+/// Asks for the next block's line ahead of the allocation that will pop it
+/// (an invalid address is harmless: a prefetch never faults).
+#[inline(always)]
+fn prefetch(p: *const Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p.cast(), core::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(target_arch = "x86")]
+    // SAFETY: as above (every i686 target has SSE).
+    unsafe {
+        core::arch::x86::_mm_prefetch(p.cast(), core::arch::x86::_MM_HINT_T0)
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::small::size_class::classes;
+
+    #[test]
+    fn one_multiply_gives_index_and_exactness() {
+        for class in classes() {
+            let size = class_size(class) as u64;
+            let c = (1u64 << 32).div_ceil(size);
+            for offset in 0..PAGE_SIZE as u64 {
+                let product = offset * c;
+                assert_eq!(product >> 32, offset / size, "size {size} offset {offset}");
+                assert_eq!((product as u32 as u64) < c, offset % size == 0, "size {size} offset {offset}");
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 //!   descriptors for pages 0..N live in the header
 //! ```
 
-use super::page::{PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SEGMENT, Page};
+use super::page::{Bitmaps, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SEGMENT, Page};
 use super::size_class::MAX_SMALL;
 use crate::diag::options;
 use crate::os::{self, OS_PAGE};
@@ -20,7 +20,6 @@ use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
 use crate::thread::heap::Heap;
 use core::cell::Cell;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering::Relaxed;
 
 /// The header of a small segment.
 #[repr(C)]
@@ -35,14 +34,26 @@ pub struct SmallSegment {
     pub next: Cell<*mut SmallSegment>,
     pub prev: Cell<*mut SmallSegment>,
     pages: [Page; PAGES_PER_SEGMENT],
+    /// Each page's live and pending bitmaps (see [`crate::small::page`]): out
+    /// of line, so that `free` reads no block; only the bitmaps of pages in
+    /// use become resident (an OS page of them covers 8 pages).
+    bitmaps: [Bitmaps; PAGES_PER_SEGMENT],
 }
 
-/// Bytes before the first block of page 0: the header, rounded to the OS page
-/// so that purging page 0 never touches it.
+/// Bytes before the first block: the header, rounded to the OS page so that
+/// purging a page never touches it. On x86_64 it is 76 KiB (64 descriptors
+/// of 128 bytes and two bitmaps of 512 bytes a page), so page 0 holds no
+/// blocks and page 1 starts past the header; on i686, 40 KiB in page 0.
 const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
-const _: () = assert!(HEADER_SIZE + OS_PAGE + MAX_SMALL <= PAGE_SIZE, "page 0 must hold a block of every class");
-const _: () = assert!(size_of::<Page>() == 64);
+/// The page the header ends in: the first that holds blocks.
+const FIRST_PAGE: usize = HEADER_SIZE / PAGE_SIZE;
+const _: () = assert!(
+    HEADER_SIZE + OS_PAGE + MAX_SMALL <= (FIRST_PAGE + 1) * PAGE_SIZE,
+    "the first page must hold a block of every class, past a guard page"
+);
 const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
+/// The pages that hold blocks.
+const USABLE_PAGES: u64 = ALL_PAGES & !((1 << FIRST_PAGE) - 1);
 
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
@@ -54,7 +65,7 @@ impl SmallSegment {
         unsafe {
             let s = &mut *seg.as_ptr();
             s.heap = heap;
-            s.free_pages.set(ALL_PAGES);
+            s.free_pages.set(USABLE_PAGES);
             if options::secure() {
                 os::protect(seg.as_ptr().cast::<u8>().add(HEADER_SIZE), OS_PAGE);
             }
@@ -80,19 +91,19 @@ impl SmallSegment {
     }
 
     pub fn is_unused(&self) -> bool {
-        self.free_pages.get() == ALL_PAGES
+        self.free_pages.get() == USABLE_PAGES
     }
 
     /// The pages assigned to a class (empty or not).
     pub fn assigned_pages(&self) -> impl Iterator<Item = &Page> + '_ {
-        let assigned = !self.free_pages.get() & ALL_PAGES;
+        let assigned = !self.free_pages.get() & USABLE_PAGES;
         self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0).map(|(_, p)| p)
     }
 
     /// Whether no page of the segment holds a block (scans the descriptors:
     /// called only when a page becomes empty).
     pub fn is_empty(&self) -> bool {
-        self.assigned_pages().all(|p| p.used.get() == 0)
+        self.assigned_pages().all(|p| p.used() == 0)
     }
 
     /// Takes a free page (the lowest, to keep the used part of the segment
@@ -103,9 +114,9 @@ impl SmallSegment {
         self.free_pages.set(self.free_pages.get() & !(1 << index));
         let (start, end) = self.page_area(index);
         let page = &self.pages[index];
-        page.assign(class, start, end);
+        page.assign(class, start, end, (&raw const self.bitmaps[index]).cast_mut());
         if options::secure() {
-            page.shuffle();
+            page.shuffle(start);
         }
         page
     }
@@ -117,9 +128,7 @@ impl SmallSegment {
     /// `page` is a page of this segment with no live block and in no list.
     pub unsafe fn release_page(&self, page: &Page) {
         let index = (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
-        // A zero bump pointer makes every pointer into the page fail `check`.
-        page.block_size.store(0, Relaxed);
-        page.bump.store(0, Relaxed);
+        page.unassign();
         let (start, end) = self.page_area(index);
         // SAFETY: the page's blocks are all free, and `start` is OS-page
         // aligned (the header size is rounded), so no header byte is purged.
@@ -131,7 +140,7 @@ impl SmallSegment {
     fn page_area(&self, index: usize) -> (usize, usize) {
         let base = self as *const Self as usize + index * PAGE_SIZE;
         let guard = if options::secure() { OS_PAGE } else { 0 };
-        let start = if index == 0 { base + HEADER_SIZE + guard } else { base };
+        let start = if index == FIRST_PAGE { self as *const Self as usize + HEADER_SIZE + guard } else { base };
         (start, base + PAGE_SIZE)
     }
 }
@@ -140,19 +149,12 @@ impl SmallSegment {
 mod tests {
     use super::*;
     use crate::diag::error::BadBlock;
-    use crate::small::size_class::{class_of, class_size, classes};
+    use crate::small::size_class::class_of;
     use core::ptr::null_mut;
 
     #[test]
-    fn header_fits_and_reciprocal_is_exact() {
-        const { assert!(HEADER_SIZE <= PAGE_SIZE / 4) };
-        for class in classes() {
-            let size = class_size(class);
-            let r = (1u64 << 32).div_ceil(size as u64);
-            for offset in 0..PAGE_SIZE as u64 {
-                assert_eq!(((offset * r) >> 32) as usize, offset as usize / size);
-            }
-        }
+    fn header_fits() {
+        const { assert!(HEADER_SIZE <= 2 * PAGE_SIZE) };
     }
 
     #[test]
@@ -164,19 +166,34 @@ mod tests {
         let a = page.pop();
         let b = page.pop();
         assert_eq!(b as usize - a as usize, 48);
-        assert_eq!(page.check(a), Ok(a.cast()));
-        // SAFETY: `a + 8` is inside a live block, readable.
-        assert_eq!(page.check(unsafe { a.add(8) }), Err(BadBlock::Invalid));
-        assert_eq!(page.check((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
-        // SAFETY: `a` is a live block of this page.
-        assert!(!unsafe { page.push(a.cast()) });
-        assert_eq!(page.check(a), Err(BadBlock::DoubleFree));
-        assert_eq!(page.pop(), a, "freed blocks are reused first");
-        assert_eq!(page.check(a), Ok(a.cast()));
-        // SAFETY: both blocks are live; the page then holds none.
+        assert_eq!(page.check_live(a), Ok(()));
+        // SAFETY: `a + 8` is inside a live block.
+        assert_eq!(page.claim_foreign(unsafe { a.add(8) }), Err(BadBlock::Invalid));
+        assert_eq!(page.claim_foreign((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
+        // SAFETY: the test owns the page; the pointers lie in it.
         unsafe {
-            page.push(a.cast());
-            assert!(page.push(b.cast()), "the page became empty");
+            assert_eq!(page.free((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
+            assert_eq!(page.free(a.add(8)), Err(BadBlock::Invalid));
+            assert_eq!(page.free(a), Ok(false));
+            assert_eq!(page.free(a), Err(BadBlock::DoubleFree));
+        }
+        assert_eq!(page.claim_foreign(a), Err(BadBlock::DoubleFree), "freed by the owner already");
+        assert_eq!(page.check_live(a), Err(BadBlock::DoubleFree));
+        assert_eq!(page.pop(), a, "freed blocks are reused first");
+        assert_eq!(page.check_live(a), Ok(()));
+
+        // Another thread frees `b`: claimed once, then a double free for
+        // the owner and for any other thread until the owner takes it back.
+        assert_eq!(page.claim_foreign(b), Ok(b.cast()));
+        assert_eq!(page.claim_foreign(b), Err(BadBlock::DoubleFree));
+        assert_eq!(page.check_live(b), Err(BadBlock::DoubleFree));
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(page.free(b), Err(BadBlock::DoubleFree));
+            assert_eq!(page.take_back(b), Ok(false));
+            assert_eq!(page.take_back(b), Err(BadBlock::Invalid), "not claimed again");
+            assert_eq!(page.take_back(a), Err(BadBlock::Invalid), "never claimed");
+            assert_eq!(page.free(a), Ok(true), "the page became empty");
             s.release_page(page);
         }
         assert!(s.is_unused());

@@ -1,6 +1,5 @@
 //! Secure mode: the fresh blocks of a page in a random order.
 
-use super::block::{Block, KEY};
 use super::page::Page;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -9,25 +8,30 @@ impl Page {
     /// random order (a random start and a random stride coprime with the
     /// block count visit each block once), so the address of the next block
     /// cannot be predicted from the last. Costs a write to every block.
-    pub fn shuffle(&self) {
-        let start = self.start.load(Relaxed);
-        let seed = (start ^ KEY.load(Relaxed)) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
-        let size = self.block_size();
-        let n = (self.end.get() - start) / size;
+    pub fn shuffle(&self, start: usize) {
+        let seed = (start ^ random_word()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+        let n = self.capacity();
         let mut rng = seed;
         let first = (splitmix64(&mut rng) % n as u64) as usize;
         let mut stride = if n > 1 { 1 + (splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
         while gcd(stride, n) != 1 {
             stride = stride % (n - 1) + 1;
         }
-        for i in (0..n).rev() {
-            let block = (start + (first + i * stride) % n * size) as *mut Block;
-            // SAFETY: the block lies in this fresh page, which no one uses yet.
-            unsafe { Block::set_free(block, self.free.get()) };
-            self.free.set(block);
-        }
-        self.bump.store(self.end.get(), Relaxed);
+        self.push_fresh((0..n).rev().map(|i| (first + i * stride) % n));
     }
+}
+
+/// A per-process random word (read once).
+fn random_word() -> usize {
+    static WORD: AtomicUsize = AtomicUsize::new(0);
+    let mut w = WORD.load(Relaxed);
+    if w == 0 {
+        let mut bytes = [0u8; size_of::<usize>()];
+        crate::sys::random::random_bytes(&mut bytes);
+        w = usize::from_ne_bytes(bytes) | 1;
+        WORD.store(w, Relaxed);
+    }
+    w
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {

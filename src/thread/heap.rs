@@ -1,84 +1,164 @@
 //! Thread heaps. Each thread allocates from its own heap: per size class a
 //! queue of pages with free blocks, the first of which serves the fast path.
-//! Nothing here takes a lock; the only shared field is the atomic list on
-//! which other threads return blocks they free (`remote`).
+//!
+//! The types say who touches what. [`Heap`] is what every thread may see: the
+//! [`Inbox`] other threads post freed blocks to (a line of its own), the
+//! statistics counters (written by the owner, read by anyone), and behind an
+//! `UnsafeCell` the owner's [`Local`] state, reached only through an
+//! [`Owner`], which the thread holding the heap's `taken` flag makes.
 //!
 //! A heap outlives its thread: at thread exit it is *abandoned* (its empty
 //! pages go back to the system, its live blocks stay) and the next new thread
-//! adopts it whole. While abandoned, a thread that frees one of its blocks
-//! claims it for a moment and does the owner's work, so its memory is
-//! reclaimed even if no thread is ever created again.
+//! adopts it whole. While abandoned, a thread that posts blocks to it claims
+//! it for a moment and takes them back, so its memory is reclaimed even if
+//! no thread is ever created again; that costs O(1) a block (emptied pages
+//! go back at once, nothing is scanned).
 
-use crate::diag::counters::{ClassCounters, Counter};
+use super::remote::{Inbox, Outbox};
+use crate::diag::counters::Counter;
+use crate::diag::error::{self, BadBlock, Misuse, Op};
 use crate::diag::options;
-use crate::segment;
+use crate::segment::{self, Kind};
 use crate::small::block::Block;
 use crate::small::page::Page;
 use crate::small::segment::SmallSegment;
 use crate::small::size_class::NUM_CLASSES;
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::{NonNull, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// How many emptied pages a heap keeps at most before giving the oldest back
-/// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it). Measured on a batch workload (4 threads,
-/// rounds of 1000 blocks of 1..3000 bytes allocated then all freed: about 50
-/// pages per round): 8 retained pages made 44,000 `madvise` calls and took
-/// 0.53 s, 32 took 25,000 calls, 64 took 257 calls and 0.11 s. After a program
-/// frees everything, a live thread keeps at most this much resident.
+/// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it;
+/// the measurement behind it: `docs/performance.md`, step 5).
 const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
 
-/// Only the owning thread (see `taken`) touches the `Cell` fields; other
-/// threads use the atomics. No `&mut Heap` is ever made, since another thread
-/// may hold `&Heap` at any time.
+#[repr(C)]
 pub struct Heap {
-    /// Whether a thread owns the heap (or claims it while it is abandoned).
-    taken: AtomicBool,
-    /// Blocks freed by other threads, linked through their first word.
-    remote: AtomicPtr<Block>,
-    /// Per class, the pages that may have free blocks; the head serves.
-    queues: [Cell<*mut Page>; NUM_CLASSES],
-    /// The last page of each queue.
-    tails: [Cell<*mut Page>; NUM_CLASSES],
-    /// Segments with at least one free page.
-    segments: Cell<*mut SmallSegment>,
-    /// Recently emptied pages, oldest at `ring_next`.
-    ring: [Cell<*mut Page>; RETAINED_EMPTY_PAGES],
-    ring_next: Cell<usize>,
-    /// One segment kept mapped after all its pages emptied; any other segment
-    /// that empties is unmapped at once. A program that allocates and frees
-    /// in rounds keeps reusing the spare; a program that frees everything
-    /// keeps one segment of address space.
-    spare: Cell<*mut SmallSegment>,
-    /// Link in the pool of heaps (see [`crate::thread`]), under the pool lock.
+    /// Written by other threads.
+    inbox: Inbox,
+    /// Written by the owner, read by statistics from any thread.
+    pub counters: Counters,
+    /// Link in the pool of heaps (see `pool`), under the pool lock.
     pub pool_next: Cell<*mut Heap>,
     /// Link in the list of every heap ever made (for statistics), set once
     /// before the heap is published.
     pub all_next: Cell<*mut Heap>,
-    pub counters: [ClassCounters; NUM_CLASSES],
-    /// Blocks other threads freed into this heap.
+    local: UnsafeCell<Local>,
+}
+
+/// A heap's statistics, per class (one array per event, so that counting is
+/// one instruction: the class scales by the counter's size).
+pub struct Counters {
+    pub allocations: [Counter; NUM_CLASSES],
+    pub frees: [Counter; NUM_CLASSES],
+    /// Sum of the sizes asked for (the block size minus this is rounding).
+    pub requested: [Counter; NUM_CLASSES],
+    /// Blocks other threads freed into this heap (counted at drain).
     pub remote_frees: Counter,
+}
+
+/// What only the owner touches. All zero is a valid empty heap.
+pub struct Local {
+    /// Per class, the pages that may have free blocks; the head serves.
+    queues: [*mut Page; NUM_CLASSES],
+    /// The last page of each queue.
+    tails: [*mut Page; NUM_CLASSES],
+    /// Segments with at least one free page.
+    segments: *mut SmallSegment,
+    /// Recently emptied pages, oldest at `ring_next`.
+    ring: [*mut Page; RETAINED_EMPTY_PAGES],
+    ring_next: usize,
+    /// One segment kept mapped after all its pages emptied; any other segment
+    /// that empties is unmapped at once. A program that allocates and frees
+    /// in rounds keeps reusing the spare; a program that frees everything
+    /// keeps one segment of address space.
+    spare: *mut SmallSegment,
+    /// No thread runs on the heap: emptied pages and segments go back at once.
+    abandoned: bool,
+    /// Blocks this thread freed into other heaps, not yet posted.
+    outbox: Outbox,
+}
+
+/// The owner's handle: made only by the thread that holds the heap.
+pub struct Owner<'h> {
+    heap: &'h Heap,
+    local: &'h mut Local,
 }
 
 impl Heap {
     /// Claims the heap if nobody owns it.
     pub fn try_take(&self) -> bool {
-        self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        self.inbox.try_take()
     }
 
+    /// Whether a thread runs on the heap (or claims it for a moment).
+    pub fn is_owned(&self) -> bool {
+        self.inbox.is_taken()
+    }
+
+    /// The owner's handle.
+    ///
+    /// # Safety
+    /// The calling thread holds the heap (its `try_take` succeeded and it has
+    /// not let go) and has no other `Owner` of it alive.
+    #[inline(always)]
+    pub unsafe fn owner(&self) -> Owner<'_> {
+        // SAFETY: per the contract, nobody else touches `local`.
+        Owner { heap: self, local: unsafe { &mut *self.local.get() } }
+    }
+
+    /// Publishes a chain of blocks freed by another thread, and if the heap
+    /// has no owner, takes them back on its behalf.
+    ///
+    /// # Safety
+    /// As for [`Inbox::post`].
+    pub unsafe fn post_chain(&self, first: *mut Block, last: *mut Block) {
+        // SAFETY: per the contract.
+        unsafe { self.inbox.post(first, last) };
+        // Pairs with `abandon`: either its final drain sees our chain, or we
+        // see that the heap has no owner and do the drain ourselves.
+        if !self.inbox.is_taken() && self.try_take() {
+            // SAFETY: we hold the heap now.
+            unsafe { self.abandon() };
+        }
+    }
+
+    /// Gives up ownership: flushes this thread's batches, takes back what
+    /// was posted, returns every empty page, keeps the live blocks for the
+    /// next owner.
+    ///
+    /// # Safety
+    /// The calling thread holds the heap and has no `Owner` of it alive.
+    pub unsafe fn abandon(&self) {
+        loop {
+            // SAFETY: per the contract (and after `try_take` below).
+            unsafe { self.owner() }.give_back();
+            self.inbox.release();
+            // A chain posted after the drain above, whose poster saw the heap
+            // still owned, must not wait for the next owner.
+            if self.inbox.is_empty() || !self.try_take() {
+                return;
+            }
+        }
+    }
+}
+
+impl Owner<'_> {
     /// Allocates a block of `class` for a request of `size` bytes; null with
     /// `errno = ENOMEM` when no memory is left.
     #[inline(always)]
-    pub fn alloc(&self, class: usize, size: usize) -> *mut u8 {
+    pub fn alloc(self, class: usize, size: usize) -> *mut u8 {
         // Lets the compiler drop the bounds checks below (`class_of` keeps
         // this); a violated invariant still panics, in the cold path.
         assert!(class < NUM_CLASSES);
-        let page = self.queues[class].get();
+        // Counted first, so that neither value stays in a register across
+        // the pop (that cost the fast path a stack frame); a failed
+        // allocation takes it back.
+        self.count(class, size);
+        let page = self.local.queues[class];
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
             let p = unsafe { (*page).pop() };
             if !p.is_null() {
-                self.count(class, size);
                 return p;
             }
         }
@@ -87,29 +167,31 @@ impl Heap {
 
     #[inline(always)]
     fn count(&self, class: usize, size: usize) {
-        let counters = &self.counters[class];
-        counters.allocations.add(1);
-        counters.requested.add(size);
+        let counters = &self.heap.counters;
+        counters.allocations[class].add(1);
+        counters.requested[class].add(size);
     }
 
-    /// The head page of the class had no block: take remote frees back, try
-    /// the class's other pages, then a fresh page. Out of line, so the fast
-    /// path above needs no stack frame.
+    /// The head page of the class had no block: post this thread's batches,
+    /// take back what others freed, try the class's other pages, then a fresh
+    /// page. Out of line, so the fast path above needs no stack frame.
     #[inline(never)]
-    fn alloc_slow(&self, class: usize, size: usize) -> *mut u8 {
+    fn alloc_slow(mut self, class: usize, size: usize) -> *mut u8 {
+        self.local.outbox.flush();
+        self.drain();
         let p = self.alloc_from_other_pages(class);
         if p.is_null() {
+            let counters = &self.heap.counters;
+            counters.allocations[class].sub(1);
+            counters.requested[class].sub(size);
             crate::sys::errno::set_errno(libc::ENOMEM);
-        } else {
-            self.count(class, size);
         }
         p
     }
 
-    fn alloc_from_other_pages(&self, class: usize) -> *mut u8 {
-        self.drain_remote();
+    fn alloc_from_other_pages(&mut self, class: usize) -> *mut u8 {
         loop {
-            let page = self.queues[class].get();
+            let page = self.local.queues[class];
             if page.is_null() {
                 break;
             }
@@ -121,7 +203,7 @@ impl Heap {
             // Off the queue until one of its blocks comes back.
             self.unlink(page);
             // SAFETY: as above.
-            unsafe { (*page).full.set(true) };
+            unsafe { (*page).set_full() };
         }
         let Some(page) = self.new_page(class) else {
             return null_mut();
@@ -131,151 +213,184 @@ impl Heap {
         unsafe { (*page).pop() }
     }
 
-    /// Frees a block of a page of this heap.
+    /// Frees `p`, which lies in `page`, a page of this heap; a pointer that
+    /// is not a live block is reported and ignored.
     ///
     /// # Safety
-    /// The caller owns the heap; `block` passed [`Page::check`] on `page`.
+    /// `page` is the descriptor of the page of this heap that holds `p`.
     #[inline(always)]
-    pub unsafe fn free_local(&self, page: *mut Page, block: *mut Block) {
-        // SAFETY: per the contract. Page classes are below NUM_CLASSES.
-        unsafe { self.counters.get_unchecked((*page).class.get() as usize).frees.add(1) };
+    pub unsafe fn free(mut self, page: *mut Page, p: *mut u8) {
         // SAFETY: per the contract.
-        if unsafe { (*page).push(block) } {
-            self.page_changed(page);
+        let (page, result) = unsafe { (&*page, (*page).free(p)) };
+        match result {
+            Ok(ended) => {
+                // SAFETY: page classes are below NUM_CLASSES.
+                unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+                if ended {
+                    self.countdown_ended(page);
+                }
+            }
+            Err(bad) => error::report_bad(bad, Op::Free, p, Some(page.block_size())),
         }
     }
 
-    /// Frees a block of this heap from another thread.
+    /// Frees `block` of another heap, `dest`, later: it joins this thread's
+    /// batch for `dest`.
     ///
     /// # Safety
-    /// `block` passed [`Page::check`] on a page of this heap.
+    /// `block` passed `Page::claim_foreign` on a page of `dest`; the caller
+    /// gave it up.
     #[inline(never)]
-    pub unsafe fn free_remote(&self, block: *mut Block) {
-        let mut head = self.remote.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: the block is ours to write until it is published.
-            unsafe { Block::set_free(block, head) };
-            match self.remote.compare_exchange_weak(head, block, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(now) => head = now,
+    pub unsafe fn free_remote(self, dest: *const Heap, block: *mut Block, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.local.outbox.add(dest, block, size) };
+    }
+
+    /// Posts this thread's batches (before statistics are read).
+    pub fn flush(self) {
+        self.local.outbox.flush();
+    }
+
+    /// Frees the blocks other threads posted, validating each: it must be a
+    /// live block of this heap. A link that leads elsewhere was overwritten
+    /// (a write after a cross-thread free): reported, and the process aborts
+    /// rather than follow it. A block that is not live was freed twice at
+    /// the same moment by two threads: reported and skipped, with the rest of
+    /// its chain (its link was written by both frees, so it cannot be
+    /// trusted; those blocks stay allocated).
+    fn drain(&mut self) {
+        let mut block = self.heap.inbox.take_all();
+        while !block.is_null() {
+            let Some(page) = self.page_of_own(block) else {
+                error::corrupted_remote(block.cast());
+            };
+            // SAFETY: the block lies in a live small segment of this heap,
+            // so its words are readable; `page` holds it.
+            let (next, result) = unsafe { (Block::next(block), (*page).take_back(block.cast())) };
+            // SAFETY: as above.
+            let page = unsafe { &*page };
+            match result {
+                Ok(ended) => {
+                    self.heap.counters.remote_frees.add(1);
+                    // SAFETY: page classes are below NUM_CLASSES.
+                    unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+                    if ended {
+                        self.countdown_ended(page);
+                    }
+                }
+                Err(BadBlock::Invalid) => error::corrupted_remote(block.cast()),
+                Err(BadBlock::DoubleFree) => {
+                    error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
+                    return;
+                }
             }
-        }
-        // Pairs with `abandon`: either its final drain sees our block, or we
-        // see that the heap has no owner and do the drain ourselves.
-        if !self.taken.load(Ordering::SeqCst) {
-            self.reclaim_abandoned();
+            block = next;
         }
     }
 
-    /// Does an absent owner's work: takes back remote frees (and with them
-    /// empty pages and segments).
-    fn reclaim_abandoned(&self) {
-        // `try_take` makes us the heap's only user until `abandon` lets go.
-        if self.try_take() {
-            self.abandon();
+    /// The page of this heap that holds `block`, if any.
+    fn page_of_own(&self, block: *mut Block) -> Option<*mut Page> {
+        let seg = segment::find_in_first_slot(block.cast())?;
+        // SAFETY: `find` returned a live segment of ours holding the block;
+        // only after checking its kind is it read as a small segment.
+        unsafe {
+            if (*seg.as_ptr()).kind != Kind::Small {
+                return None;
+            }
+            let (seg, page) = SmallSegment::page_of(block.cast());
+            core::ptr::eq((*seg).heap, self.heap).then_some(page)
         }
     }
 
-    /// Gives up ownership: returns remote frees and every empty page, keeps
-    /// the live blocks for the next owner.
-    pub fn abandon(&self) {
-        loop {
-            self.collect();
-            self.taken.store(false, Ordering::SeqCst);
-            // A block freed remotely after the drain above, whose freer saw
-            // the heap still owned, must not wait for the next owner.
-            if self.remote.load(Ordering::SeqCst).is_null() || !self.try_take() {
+    /// A page's countdown ended: it became empty, or got a block back while
+    /// full.
+    #[cold]
+    #[inline(never)]
+    fn countdown_ended(&mut self, page: &Page) {
+        let ptr = page as *const Page as *mut Page;
+        if page.is_full() {
+            // At the back: the page collects more frees while the pages
+            // ahead serve (at the front it would hand out its one free block
+            // and be full again at once; `docs/performance.md`, step 14).
+            page.clear_full();
+            self.link_back(ptr);
+            // A page of one block (the largest classes in page 0) is empty
+            // again at once.
+            if page.used() != 0 {
                 return;
             }
         }
-    }
-
-    /// Takes back remote frees and gives every empty page back to the system.
-    pub fn collect(&self) {
-        self.drain_remote();
-        for slot in 0..RETAINED_EMPTY_PAGES {
-            let page = self.ring[slot].replace(null_mut());
-            if !page.is_null() {
-                self.unretain(page);
+        // SAFETY: the page's segment is a live segment of this heap.
+        let seg = unsafe { SmallSegment::page_of(ptr.cast()).0 };
+        if self.local.abandoned {
+            return self.release_if_empty(ptr);
+        }
+        // SAFETY: as above.
+        if seg != self.local.spare && unsafe { (*seg).is_empty() } {
+            let spare = self.local.spare;
+            // SAFETY: the spare, if any, is a live segment of this heap.
+            if spare.is_null() || !unsafe { (*spare).is_empty() } {
+                self.local.spare = seg;
+            } else {
+                return self.release_segment(seg);
             }
         }
-        let spare = self.spare.get();
+        let capacity = options::retain_pages();
+        if capacity == 0 {
+            self.release_if_empty(ptr);
+        } else if !page.in_ring() {
+            page.set_in_ring(true);
+            let next = self.local.ring_next;
+            let oldest = core::mem::replace(&mut self.local.ring[next], ptr);
+            self.local.ring_next = (next + 1) % capacity;
+            if !oldest.is_null() {
+                self.release_if_empty(oldest);
+            }
+        }
+    }
+
+    /// Posts this thread's batches, takes back posted blocks and gives every
+    /// empty page back to the system (when the library is unloaded).
+    pub fn collect(mut self) {
+        self.release_cached();
+    }
+
+    /// [`Self::collect`], and from now on pages go back as they empty (the
+    /// heap has no thread to reuse them).
+    fn give_back(&mut self) {
+        // After the ring is emptied: a page in the ring must be released
+        // from there, once.
+        self.release_cached();
+        self.local.abandoned = true;
+    }
+
+    fn release_cached(&mut self) {
+        self.local.outbox.flush();
+        self.drain();
+        for slot in 0..RETAINED_EMPTY_PAGES {
+            let page = core::mem::replace(&mut self.local.ring[slot], null_mut());
+            if !page.is_null() {
+                self.release_if_empty(page);
+            }
+        }
+        let spare = self.local.spare;
         // SAFETY: the spare is a live segment of this heap.
         if !spare.is_null() && unsafe { (*spare).is_empty() } {
             self.release_segment(spare);
         }
     }
 
-    /// Frees the blocks other threads returned.
-    fn drain_remote(&self) {
-        if self.remote.load(Ordering::Relaxed).is_null() {
-            return;
-        }
-        let mut block = self.remote.swap(null_mut(), Ordering::Acquire);
-        while !block.is_null() {
-            self.remote_frees.add(1);
-            // SAFETY: blocks on the remote list are validated blocks of this
-            // heap's pages, linked by `free_remote`.
-            unsafe {
-                let next = Block::next(block);
-                let (_, page) = SmallSegment::page_of(block.cast());
-                self.free_local(page, block);
-                block = next;
-            }
-        }
-    }
-
-    /// A page became empty, or got a free block while full.
-    #[cold]
-    #[inline(never)]
-    fn page_changed(&self, page: *mut Page) {
-        // SAFETY: the page is a live page of this heap.
-        let p = unsafe { &*page };
-        if p.full.get() {
-            // At the back: the page collects more frees while the pages
-            // ahead serve. At the front, it would hand out its one free block
-            // and be full again at once: on `workset_medium` (blocks of
-            // 256..4096 bytes replaced at random) 38% of allocations took
-            // the slow path that way.
-            p.full.set(false);
-            self.link_back(page);
-        }
-        if p.used.get() != 0 {
-            return;
-        }
-        // SAFETY: the page's segment is a live segment of this heap.
-        let seg = unsafe { SmallSegment::page_of(page.cast()).0 };
-        // SAFETY: as above.
-        if seg != self.spare.get() && unsafe { (*seg).is_empty() } {
-            let spare = self.spare.get();
-            // SAFETY: the spare, if any, is a live segment of this heap.
-            if spare.is_null() || !unsafe { (*spare).is_empty() } {
-                self.spare.set(seg);
-            } else {
-                self.release_segment(seg);
-                return;
-            }
-        }
-        let capacity = options::retain_pages();
-        if capacity == 0 {
-            self.unretain(page);
-        } else if !p.in_ring.get() {
-            p.in_ring.set(true);
-            let next = self.ring_next.get();
-            let oldest = self.ring[next].replace(page);
-            self.ring_next.set((next + 1) % capacity);
-            if !oldest.is_null() {
-                self.unretain(oldest);
-            }
-        }
+    /// A new thread takes the heap over.
+    pub fn adopt(self) {
+        self.local.abandoned = false;
     }
 
     /// Takes a page out of the ring; if it is still empty, back to the system.
-    fn unretain(&self, page: *mut Page) {
+    fn release_if_empty(&mut self, page: *mut Page) {
         // SAFETY: pages in the ring are live pages of this heap.
         let p = unsafe { &*page };
-        p.in_ring.set(false);
-        if p.used.get() != 0 {
+        p.set_in_ring(false);
+        if p.used() != 0 {
             return;
         }
         self.unlink(page);
@@ -297,15 +412,15 @@ impl Heap {
     }
 
     /// Unmaps a segment none of whose pages holds a block.
-    fn release_segment(&self, seg: *mut SmallSegment) {
+    fn release_segment(&mut self, seg: *mut SmallSegment) {
         // SAFETY: `seg` is a live segment of this heap; its pages are empty,
         // so each is in its class queue (never full) and maybe in the ring.
         unsafe {
             for page in (*seg).assigned_pages() {
                 let page = page as *const Page as *mut Page;
                 self.unlink(page);
-                if (*page).in_ring.get() {
-                    self.ring.iter().filter(|slot| slot.get() == page).for_each(|slot| slot.set(null_mut()));
+                if (*page).in_ring() {
+                    self.local.ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
                 }
             }
             if (*seg).has_free_page() {
@@ -315,25 +430,26 @@ impl Heap {
         self.destroy_segment(seg);
     }
 
-    fn destroy_segment(&self, seg: *mut SmallSegment) {
-        if seg == self.spare.get() {
-            self.spare.set(null_mut());
+    fn destroy_segment(&mut self, seg: *mut SmallSegment) {
+        if seg == self.local.spare {
+            self.local.spare = null_mut();
         }
         // SAFETY: the caller unlinked the segment and nothing refers to it.
         unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     }
 
-    fn new_page(&self, class: usize) -> Option<*mut Page> {
-        if self.segments.get().is_null() {
+    fn new_page(&mut self, class: usize) -> Option<*mut Page> {
+        if self.local.segments.is_null() {
             // The program grows its small blocks: warm free large pages it
             // is not reusing would only add to its footprint.
             crate::large::trim_to_live();
-            let seg = SmallSegment::create(self)
-                .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(self)).flatten())?
+            let heap = self.heap as *const Heap;
+            let seg = SmallSegment::create(heap)
+                .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(heap)).flatten())?
                 .as_ptr();
             self.link_segment(seg);
         }
-        let seg = self.segments.get();
+        let seg = self.local.segments;
         // SAFETY: segments in the list are live segments of this heap with a
         // free page.
         let s = unsafe { &*seg };
@@ -345,77 +461,79 @@ impl Heap {
     }
 
     /// Puts a page at the front of its class queue: it serves next.
-    fn link(&self, page: *mut Page) {
+    fn link(&mut self, page: *mut Page) {
         // SAFETY: `page` and the queue's pages are live pages of this heap.
         unsafe {
-            let class = (*page).class.get() as usize;
-            let head = self.queues[class].get();
-            (*page).prev.set(null_mut());
-            (*page).next.set(head);
+            let class = (*page).class();
+            let head = self.local.queues[class];
+            (*page).set_links(null_mut(), head);
             if head.is_null() {
-                self.tails[class].set(page);
+                self.local.tails[class] = page;
             } else {
-                (*head).prev.set(page);
+                (*head).set_prev(page);
             }
-            self.queues[class].set(page);
+            self.local.queues[class] = page;
         }
     }
 
     /// Puts a page at the back of its class queue.
-    fn link_back(&self, page: *mut Page) {
+    fn link_back(&mut self, page: *mut Page) {
         // SAFETY: as in `link`.
         unsafe {
-            let class = (*page).class.get() as usize;
-            let tail = self.tails[class].get();
+            let class = (*page).class();
+            let tail = self.local.tails[class];
             if tail.is_null() {
                 return self.link(page);
             }
-            (*page).prev.set(tail);
-            (*page).next.set(null_mut());
-            (*tail).next.set(page);
-            self.tails[class].set(page);
+            (*page).set_links(tail, null_mut());
+            (*tail).set_next(page);
+            self.local.tails[class] = page;
         }
     }
 
-    fn unlink(&self, page: *mut Page) {
-        // SAFETY: `page` is linked in its class queue of this heap.
+    fn unlink(&mut self, page: *mut Page) {
+        // SAFETY: `page` is linked in its class queue of this heap (or in
+        // none, with null links, when it is full).
         unsafe {
-            let class = (*page).class.get() as usize;
-            let (prev, next) = ((*page).prev.get(), (*page).next.get());
+            let class = (*page).class();
+            let (prev, next) = (*page).links();
             if prev.is_null() {
-                self.queues[class].set(next);
+                if self.local.queues[class] == page {
+                    self.local.queues[class] = next;
+                }
             } else {
-                (*prev).next.set(next);
+                (*prev).set_next(next);
             }
             if next.is_null() {
-                self.tails[class].set(prev);
+                if self.local.tails[class] == page {
+                    self.local.tails[class] = prev;
+                }
             } else {
-                (*next).prev.set(prev);
+                (*next).set_prev(prev);
             }
-            (*page).prev.set(null_mut());
-            (*page).next.set(null_mut());
+            (*page).set_links(null_mut(), null_mut());
         }
     }
 
-    fn link_segment(&self, seg: *mut SmallSegment) {
+    fn link_segment(&mut self, seg: *mut SmallSegment) {
         // SAFETY: `seg` and the list's segments are live segments of this heap.
         unsafe {
-            let head = self.segments.get();
+            let head = self.local.segments;
             (*seg).prev.set(null_mut());
             (*seg).next.set(head);
             if !head.is_null() {
                 (*head).prev.set(seg);
             }
         }
-        self.segments.set(seg);
+        self.local.segments = seg;
     }
 
-    fn unlink_segment(&self, seg: *mut SmallSegment) {
+    fn unlink_segment(&mut self, seg: *mut SmallSegment) {
         // SAFETY: `seg` is in this heap's segment list.
         unsafe {
             let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
             if prev.is_null() {
-                self.segments.set(next);
+                self.local.segments = next;
             } else {
                 (*prev).next.set(next);
             }

@@ -3,6 +3,7 @@
 
 pub mod heap;
 mod pool;
+mod remote;
 mod slot;
 
 pub use pool::{fini, for_each_heap, heap, heap_if_any, init, lock_for_fork, unlock_after_fork};

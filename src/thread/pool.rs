@@ -127,6 +127,7 @@ fn take_heap() -> *mut Heap {
             let heap = *link;
             if (*heap).try_take() {
                 *link = (*heap).pool_next.get();
+                (*heap).owner().adopt();
                 return heap;
             }
             // Claimed for a moment by a thread freeing one of its blocks.
