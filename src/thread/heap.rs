@@ -24,7 +24,7 @@ use crate::small::page::Page;
 use crate::small::segment::SmallSegment;
 use crate::small::size_class::NUM_CLASSES;
 use core::cell::{Cell, UnsafeCell};
-use core::ptr::{NonNull, null_mut};
+use core::ptr::null_mut;
 
 /// How many emptied pages a heap keeps at most before giving the oldest back
 /// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it;
@@ -59,29 +59,29 @@ pub struct Counters {
 /// What only the owner touches. All zero is a valid empty heap.
 pub struct Local {
     /// Per class, the pages that may have free blocks; the head serves.
-    queues: [*mut Page; NUM_CLASSES],
+    pub(super) queues: [*mut Page; NUM_CLASSES],
     /// The last page of each queue.
-    tails: [*mut Page; NUM_CLASSES],
+    pub(super) tails: [*mut Page; NUM_CLASSES],
     /// Segments with at least one free page.
-    segments: *mut SmallSegment,
+    pub(super) segments: *mut SmallSegment,
     /// Recently emptied pages, oldest at `ring_next`.
-    ring: [*mut Page; RETAINED_EMPTY_PAGES],
-    ring_next: usize,
+    pub(super) ring: [*mut Page; RETAINED_EMPTY_PAGES],
+    pub(super) ring_next: usize,
     /// One segment kept mapped after all its pages emptied; any other segment
     /// that empties is unmapped at once. A program that allocates and frees
     /// in rounds keeps reusing the spare; a program that frees everything
     /// keeps one segment of address space.
-    spare: *mut SmallSegment,
+    pub(super) spare: *mut SmallSegment,
     /// No thread runs on the heap: emptied pages and segments go back at once.
-    abandoned: bool,
+    pub(super) abandoned: bool,
     /// Blocks this thread freed into other heaps, not yet posted.
-    outbox: Outbox,
+    pub(super) outbox: Outbox,
 }
 
 /// The owner's handle: made only by the thread that holds the heap.
 pub struct Owner<'h> {
-    heap: &'h Heap,
-    local: &'h mut Local,
+    pub(super) heap: &'h Heap,
+    pub(super) local: &'h mut Local,
 }
 
 impl Heap {
@@ -383,163 +383,5 @@ impl Owner<'_> {
     /// A new thread takes the heap over.
     pub fn adopt(self) {
         self.local.abandoned = false;
-    }
-
-    /// Takes a page out of the ring; if it is still empty, back to the system.
-    fn release_if_empty(&mut self, page: *mut Page) {
-        // SAFETY: pages in the ring are live pages of this heap.
-        let p = unsafe { &*page };
-        p.set_in_ring(false);
-        if p.used() != 0 {
-            return;
-        }
-        self.unlink(page);
-        // SAFETY: the page is empty and unlinked; its segment is ours.
-        unsafe {
-            let (seg, _) = SmallSegment::page_of(page.cast());
-            let s = &*seg;
-            let was_full = !s.has_free_page();
-            s.release_page(p);
-            if s.is_unused() {
-                if !was_full {
-                    self.unlink_segment(seg);
-                }
-                self.destroy_segment(seg);
-            } else if was_full {
-                self.link_segment(seg);
-            }
-        }
-    }
-
-    /// Unmaps a segment none of whose pages holds a block.
-    fn release_segment(&mut self, seg: *mut SmallSegment) {
-        // SAFETY: `seg` is a live segment of this heap; its pages are empty,
-        // so each is in its class queue (never full) and maybe in the ring.
-        unsafe {
-            for page in (*seg).assigned_pages() {
-                let page = page as *const Page as *mut Page;
-                self.unlink(page);
-                if (*page).in_ring() {
-                    self.local.ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
-                }
-            }
-            if (*seg).has_free_page() {
-                self.unlink_segment(seg);
-            }
-        }
-        self.destroy_segment(seg);
-    }
-
-    fn destroy_segment(&mut self, seg: *mut SmallSegment) {
-        if seg == self.local.spare {
-            self.local.spare = null_mut();
-        }
-        // SAFETY: the caller unlinked the segment and nothing refers to it.
-        unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
-    }
-
-    fn new_page(&mut self, class: usize) -> Option<*mut Page> {
-        if self.local.segments.is_null() {
-            // The program grows its small blocks: warm free large pages it
-            // is not reusing would only add to its footprint.
-            crate::large::trim_to_live();
-            let heap = self.heap as *const Heap;
-            let seg = SmallSegment::create(heap)
-                .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(heap)).flatten())?
-                .as_ptr();
-            self.link_segment(seg);
-        }
-        let seg = self.local.segments;
-        // SAFETY: segments in the list are live segments of this heap with a
-        // free page.
-        let s = unsafe { &*seg };
-        let page = s.take_page(class) as *const Page as *mut Page;
-        if !s.has_free_page() {
-            self.unlink_segment(seg);
-        }
-        Some(page)
-    }
-
-    /// Puts a page at the front of its class queue: it serves next.
-    fn link(&mut self, page: *mut Page) {
-        // SAFETY: `page` and the queue's pages are live pages of this heap.
-        unsafe {
-            let class = (*page).class();
-            let head = self.local.queues[class];
-            (*page).set_links(null_mut(), head);
-            if head.is_null() {
-                self.local.tails[class] = page;
-            } else {
-                (*head).set_prev(page);
-            }
-            self.local.queues[class] = page;
-        }
-    }
-
-    /// Puts a page at the back of its class queue.
-    fn link_back(&mut self, page: *mut Page) {
-        // SAFETY: as in `link`.
-        unsafe {
-            let class = (*page).class();
-            let tail = self.local.tails[class];
-            if tail.is_null() {
-                return self.link(page);
-            }
-            (*page).set_links(tail, null_mut());
-            (*tail).set_next(page);
-            self.local.tails[class] = page;
-        }
-    }
-
-    fn unlink(&mut self, page: *mut Page) {
-        // SAFETY: `page` is linked in its class queue of this heap (or in
-        // none, with null links, when it is full).
-        unsafe {
-            let class = (*page).class();
-            let (prev, next) = (*page).links();
-            if prev.is_null() {
-                if self.local.queues[class] == page {
-                    self.local.queues[class] = next;
-                }
-            } else {
-                (*prev).set_next(next);
-            }
-            if next.is_null() {
-                if self.local.tails[class] == page {
-                    self.local.tails[class] = prev;
-                }
-            } else {
-                (*next).set_prev(prev);
-            }
-            (*page).set_links(null_mut(), null_mut());
-        }
-    }
-
-    fn link_segment(&mut self, seg: *mut SmallSegment) {
-        // SAFETY: `seg` and the list's segments are live segments of this heap.
-        unsafe {
-            let head = self.local.segments;
-            (*seg).prev.set(null_mut());
-            (*seg).next.set(head);
-            if !head.is_null() {
-                (*head).prev.set(seg);
-            }
-        }
-        self.local.segments = seg;
-    }
-
-    fn unlink_segment(&mut self, seg: *mut SmallSegment) {
-        // SAFETY: `seg` is in this heap's segment list.
-        unsafe {
-            let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
-            if prev.is_null() {
-                self.local.segments = next;
-            } else {
-                (*prev).next.set(next);
-            }
-            if !next.is_null() {
-                (*next).prev.set(prev);
-            }
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! that hands heaps to new threads and takes them back when threads exit.
 
 pub mod heap;
+mod pages;
 mod pool;
 mod remote;
 mod slot;

@@ -1,0 +1,169 @@
+//! The owner's bookkeeping of its pages and segments: the class queues, the
+//! list of segments with free pages, and giving pages and segments back to
+//! the system. Every function here runs on the owner's handle.
+
+use super::heap::{Heap, Owner};
+use crate::segment;
+use crate::small::page::Page;
+use crate::small::segment::SmallSegment;
+use core::ptr::{NonNull, null_mut};
+
+impl Owner<'_> {
+    /// Takes a page out of the ring; if it is still empty, back to the system.
+    pub(super) fn release_if_empty(&mut self, page: *mut Page) {
+        // SAFETY: pages in the ring are live pages of this heap.
+        let p = unsafe { &*page };
+        p.set_in_ring(false);
+        if p.used() != 0 {
+            return;
+        }
+        self.unlink(page);
+        // SAFETY: the page is empty and unlinked; its segment is ours.
+        unsafe {
+            let (seg, _) = SmallSegment::page_of(page.cast());
+            let s = &*seg;
+            let was_full = !s.has_free_page();
+            s.release_page(p);
+            if s.is_unused() {
+                if !was_full {
+                    self.unlink_segment(seg);
+                }
+                self.destroy_segment(seg);
+            } else if was_full {
+                self.link_segment(seg);
+            }
+        }
+    }
+
+    /// Unmaps a segment none of whose pages holds a block.
+    pub(super) fn release_segment(&mut self, seg: *mut SmallSegment) {
+        // SAFETY: `seg` is a live segment of this heap; its pages are empty,
+        // so each is in its class queue (never full) and maybe in the ring.
+        unsafe {
+            for page in (*seg).assigned_pages() {
+                let page = page as *const Page as *mut Page;
+                self.unlink(page);
+                if (*page).in_ring() {
+                    self.local.ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
+                }
+            }
+            if (*seg).has_free_page() {
+                self.unlink_segment(seg);
+            }
+        }
+        self.destroy_segment(seg);
+    }
+
+    pub(super) fn destroy_segment(&mut self, seg: *mut SmallSegment) {
+        if seg == self.local.spare {
+            self.local.spare = null_mut();
+        }
+        // SAFETY: the caller unlinked the segment and nothing refers to it.
+        unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
+    }
+
+    pub(super) fn new_page(&mut self, class: usize) -> Option<*mut Page> {
+        if self.local.segments.is_null() {
+            // The program grows its small blocks: warm free large pages it
+            // is not reusing would only add to its footprint.
+            crate::large::trim_to_live();
+            let heap = self.heap as *const Heap;
+            let seg = SmallSegment::create(heap)
+                .or_else(|| crate::large::release_caches().then(|| SmallSegment::create(heap)).flatten())?
+                .as_ptr();
+            self.link_segment(seg);
+        }
+        let seg = self.local.segments;
+        // SAFETY: segments in the list are live segments of this heap with a
+        // free page.
+        let s = unsafe { &*seg };
+        let page = s.take_page(class) as *const Page as *mut Page;
+        if !s.has_free_page() {
+            self.unlink_segment(seg);
+        }
+        Some(page)
+    }
+
+    /// Puts a page at the front of its class queue: it serves next.
+    pub(super) fn link(&mut self, page: *mut Page) {
+        // SAFETY: `page` and the queue's pages are live pages of this heap.
+        unsafe {
+            let class = (*page).class();
+            let head = self.local.queues[class];
+            (*page).set_links(null_mut(), head);
+            if head.is_null() {
+                self.local.tails[class] = page;
+            } else {
+                (*head).set_prev(page);
+            }
+            self.local.queues[class] = page;
+        }
+    }
+
+    /// Puts a page at the back of its class queue.
+    pub(super) fn link_back(&mut self, page: *mut Page) {
+        // SAFETY: as in `link`.
+        unsafe {
+            let class = (*page).class();
+            let tail = self.local.tails[class];
+            if tail.is_null() {
+                return self.link(page);
+            }
+            (*page).set_links(tail, null_mut());
+            (*tail).set_next(page);
+            self.local.tails[class] = page;
+        }
+    }
+
+    pub(super) fn unlink(&mut self, page: *mut Page) {
+        // SAFETY: `page` is linked in its class queue of this heap (or in
+        // none, with null links, when it is full).
+        unsafe {
+            let class = (*page).class();
+            let (prev, next) = (*page).links();
+            if prev.is_null() {
+                if self.local.queues[class] == page {
+                    self.local.queues[class] = next;
+                }
+            } else {
+                (*prev).set_next(next);
+            }
+            if next.is_null() {
+                if self.local.tails[class] == page {
+                    self.local.tails[class] = prev;
+                }
+            } else {
+                (*next).set_prev(prev);
+            }
+            (*page).set_links(null_mut(), null_mut());
+        }
+    }
+
+    pub(super) fn link_segment(&mut self, seg: *mut SmallSegment) {
+        // SAFETY: `seg` and the list's segments are live segments of this heap.
+        unsafe {
+            let head = self.local.segments;
+            (*seg).prev.set(null_mut());
+            (*seg).next.set(head);
+            if !head.is_null() {
+                (*head).prev.set(seg);
+            }
+        }
+        self.local.segments = seg;
+    }
+
+    pub(super) fn unlink_segment(&mut self, seg: *mut SmallSegment) {
+        // SAFETY: `seg` is in this heap's segment list.
+        unsafe {
+            let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
+            if prev.is_null() {
+                self.local.segments = next;
+            } else {
+                (*prev).next.set(next);
+            }
+            if !next.is_null() {
+                (*next).prev.set(prev);
+            }
+        }
+    }
+}
