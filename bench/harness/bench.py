@@ -6,6 +6,7 @@ writes results/REPORT.md, results/results.json and SVG charts.
     python3 bench/harness/bench.py            # full suite (5 rounds)
     python3 bench/harness/bench.py --quick    # 2 rounds, small sizes (~1 minute)
     python3 bench/harness/bench.py --report-only   # re-render from results.json
+    python3 bench/harness/bench.py --instructions  # instructions per op (callgrind)
 
 Exit status: 0 when every run of libmemory and glibc exited normally and
 passed its self-checks (times never fail the suite), 1 otherwise, 2 when the
@@ -22,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import mb_instr  # noqa: E402
 import mb_output  # noqa: E402
 import mb_plan  # noqa: E402
 import mb_report  # noqa: E402
@@ -45,8 +47,32 @@ def parse_args(argv):
     p.add_argument("--strict", action="store_true",
                    help="a competitor's crash or failed check also fails the suite")
     p.add_argument("--report-only", action="store_true",
-                   help="rewrite REPORT.md and the SVGs from OUT/results.json")
+                   help="rewrite REPORT.md and the SVGs from OUT/results.json "
+                        "(and OUT/instructions.json)")
+    p.add_argument("--instructions", action="store_true",
+                   help="instead of timing: run each workload once per allocator under "
+                        "valgrind --tool=callgrind and report instructions per operation "
+                        "(written to OUT/instructions.json and a section of REPORT.md)")
     return p.parse_args(argv)
+
+
+def load_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_report(out_dir, data=None, instr=None):
+    """REPORT.md from the timing runs and the instruction counts, each
+    taken from OUT when not given (either may be missing)."""
+    data = data or load_json(os.path.join(out_dir, "results.json"))
+    instr = instr or load_json(os.path.join(out_dir, "instructions.json"))
+    if data is None:
+        if instr is None:
+            raise SystemExit("bench: nothing to report in %s" % out_dir)
+        data = {"meta": instr["meta"], "runs": []}
+    return mb_report.write_report(data, out_dir, instr)
 
 
 def workload_meta(w):
@@ -62,10 +88,11 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "results.json")
     if args.report_only:
-        with open(json_path) as f:
-            data = json.load(f)
-        print(mb_report.write_report(data, args.out))
+        print(write_report(args.out))
         return 0
+    if args.instructions and mb_instr.valgrind_path() is None:
+        print("bench: valgrind not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
 
     rounds = args.rounds or (2 if args.quick else 5)
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -107,17 +134,22 @@ def main(argv=None):
                                                              "gen_sqlite.py"), str(rows)],
                                stdout=f, check=True)
             os.replace(sql_path + ".tmp", sql_path)
-    wls = mb_plan.workloads(nproc, args.quick, args.build, sql_path)
+    if args.instructions:
+        wls = mb_plan.instruction_workloads(nproc, args.build)
+        rounds = 1
+    else:
+        wls = mb_plan.workloads(nproc, args.quick, args.build, sql_path)
     if sql_path is None:
         print("bench: sqlite3 not installed, sqlite workload skipped", file=sys.stderr)
         wls = [w for w in wls if w.name != "sqlite"]
     if args.only:
         pre = args.only.split(",")
-        wls = [w for w in wls if any(w.name.startswith(p) for p in pre)]
+        wls = [w for w in wls if w.name == "startup" or any(w.name.startswith(p) for p in pre)]
     order = mb_plan.schedule(wls, allocs_by_bits, rounds)
 
     meta = {
         "quick": args.quick, "rounds": rounds, "nproc": nproc,
+        "mode": "instructions" if args.instructions else "time",
         "machine": mb_report.machine_info(),
         "allocators": {str(b): [dataclasses.asdict(a) for a in al]
                        for b, al in allocs_by_bits.items()},
@@ -129,6 +161,9 @@ def main(argv=None):
         len(order), "quick" if args.quick else "full", rounds,
         "; ".join("%d-bit %s" % (b, ",".join(a.name for a in al))
                   for b, al in allocs_by_bits.items())), file=sys.stderr)
+
+    if args.instructions:
+        return run_instructions(args, order, meta)
 
     runs, reference = [], {}
     t_start = time.time()
@@ -163,12 +198,61 @@ def main(argv=None):
     meta["elapsed_s"] = round(time.time() - t_start, 1)
     with open(json_path, "w") as f:
         json.dump(data, f, indent=1)
-    report = mb_report.write_report(data, args.out)
+    report = write_report(args.out, data)
     print("bench: %d runs in %.0f s; report: %s" % (len(runs), meta["elapsed_s"], report),
           file=sys.stderr)
 
+    return report_failures(runs, args.strict)
+
+
+def run_instructions(args, order, meta):
+    """The instructions mode: each job once under callgrind; the startup
+    runs come first in every width (schedule keeps the workload order)."""
+    runs, reference, startup = [], {}, {}
+    t_start = time.time()
+    for i, job in enumerate(order, 1):
+        w, a, bits = job["workload"], job["alloc"], job["bits"]
+        run = mb_instr.run_instructions(w, a, bits, os.path.join(args.build, str(bits)),
+                                        args.timeout)
+        key = (bits, w.name)
+        res = run.get("result") or {}
+        problems = mb_output.check_run(run, a.preload, reference.get(key))
+        if run["ir"] is None:
+            problems.append("no instruction count from callgrind")
+        if not problems and "check" in res and key not in reference:
+            reference[key] = res["check"]
+        if w.name == "startup" and not problems:
+            startup[(bits, a.name)] = run["ir"]
+        ipo = None if w.name == "startup" else \
+            mb_instr.per_op(run["ir"], startup.get((bits, a.name)), res.get("ops"))
+        rec = {"round": 0, "bits": bits, "workload": w.name, "alloc": a.name,
+               "threads": w.threads, "rc": run["rc"], "ir": run["ir"],
+               "startup_ir": startup.get((bits, a.name)), "ops": res.get("ops"),
+               "ir_per_op": ipo, "result": run.get("result"), "ok": not problems,
+               "problems": problems}
+        if problems:
+            rec["stdout_tail"] = run["stdout"][-2000:]
+            rec["stderr_tail"] = run["stderr"][-2000:]
+        runs.append(rec)
+        print("[%d/%d] bits=%d workload=%s alloc=%s Ir=%s %s%s" % (
+            i, len(order), bits, w.name, a.name, run["ir"],
+            ("%.1f Ir/op" % ipo) if ipo is not None else "",
+            ("  FAILED: " + "; ".join(problems)) if problems else ""),
+            file=sys.stderr, flush=True)
+    meta["elapsed_s"] = round(time.time() - t_start, 1)
+    instr = {"meta": meta, "runs": runs}
+    with open(os.path.join(args.out, "instructions.json"), "w") as f:
+        json.dump(instr, f, indent=1)
+    report = write_report(args.out, instr=instr)
+    print("bench: %d callgrind runs in %.0f s; report: %s" % (len(runs), meta["elapsed_s"],
+                                                               report), file=sys.stderr)
+    return report_failures(runs, args.strict)
+
+
+def report_failures(runs, strict):
+    """Prints the failed runs; 1 when one of them fails the suite."""
     fatal = [r for r in runs if not r["ok"]
-             and (args.strict or r["alloc"] in (mb_plan.OURS, mb_plan.BASELINE))]
+             and (strict or r["alloc"] in (mb_plan.OURS, mb_plan.BASELINE))]
     other = [r for r in runs if not r["ok"] and r not in fatal]
     for r in other:
         print("bench: note: %s failed %s (%d-bit): %s" % (r["alloc"], r["workload"], r["bits"],

@@ -86,37 +86,91 @@ class Workload:
     max_rounds: object = None   # cap on rounds (slow, deterministic measures)
     result_from_stdout_hash: bool = False  # programs that print no RESULT line
     table: bool = True          # row in the time / peak RSS tables
+    instr: bool = False         # also run in the instructions mode (callgrind)
 
 
-def workloads(nproc, quick=False, build_dir=None, sql_path=None):
-    """The workload list. quick: smaller sizes (about a tenth)."""
-    q = (lambda full, small: small if quick else full)
+# Ring sizes: fixed total work, split over the threads of the ring.
+RING_THREADS = (2, 4, 8, 16)
+
+
+def scaling_family(name):
+    """The scaling chart a thread-count workload belongs to: its name
+    without the count ("threads_4" -> "threads", "ring_16" -> "ring")."""
+    return name.rsplit("_", 1)[0]
+
+
+def workloads(nproc, quick=False, build_dir=None, sql_path=None, instructions=False):
+    """The workload list. quick: smaller sizes (about a tenth).
+    instructions: the sizes of the instructions mode (callgrind runs about
+    50 times slower: a few hundred thousand operations each); only the
+    entries with instr=True are meant to run in that mode."""
+    def q(full, small, tiny=None):
+        if instructions and tiny is not None:
+            return tiny
+        return small if quick or instructions else full
     b = "{bin}"
     wl = [
-        Workload("small_pairs", (b + "/small_pairs", "iters=%d" % q(20000000, 2000000)),
-                 "malloc+free pairs, 16..128 B, one thread"),
-        Workload("workset_small", (b + "/workset", "live=10000", "iters=%d" % q(5000000, 500000),
-                                   "min=8", "max=256"),
-                 "10000 live blocks 8..256 B, random replacement"),
+        Workload("small_pairs", (b + "/small_pairs",
+                                 "iters=%d" % q(20000000, 2000000, 500000)),
+                 "malloc+free pairs, 16..128 B, one thread", instr=True),
+        Workload("workset_small", (b + "/workset", "live=10000",
+                                   "iters=%d" % q(5000000, 500000, 200000), "min=8", "max=256"),
+                 "10000 live blocks 8..256 B, random replacement", instr=True),
         Workload("workset_medium", (b + "/workset", "live=10000",
-                                    "iters=%d" % q(3000000, 300000), "min=256", "max=4096"),
-                 "10000 live blocks 256..4096 B, random replacement"),
-        Workload("workset_mixed", (b + "/workset", "live=10000", "iters=%d" % q(2000000, 200000),
-                                   "min=8", "max=32768"),
-                 "10000 live blocks 8..32768 B, random replacement"),
+                                    "iters=%d" % q(3000000, 300000, 200000), "min=256",
+                                    "max=4096"),
+                 "10000 live blocks 256..4096 B, random replacement", instr=True),
+        Workload("workset_mixed", (b + "/workset", "live=10000",
+                                   "iters=%d" % q(2000000, 200000, 200000), "min=8",
+                                   "max=32768"),
+                 "10000 live blocks 8..32768 B, random replacement", instr=True),
     ]
     for t in thread_counts(nproc):
         wl.append(Workload(
             "threads_%d" % t,
-            (b + "/threads", "threads=%d" % t, "live=2000", "iters=%d" % q(3000000, 300000),
-             "min=8", "max=1024"),
+            (b + "/threads", "threads=%d" % t, "live=2000",
+             "iters=%d" % q(3000000, 300000, 100000), "min=8", "max=1024"),
             "%d thread(s), each its own working set of 2000 blocks 8..1024 B" % t,
-            time_key="seconds", threads=t, table=t in (1, 2, nproc)))
+            time_key="seconds", threads=t, table=t in (1, 2, nproc), instr=t in (1, nproc)))
+    # ring: fixed total work (batches of 64 blocks), split over the threads
+    ring_batches = q(64000, 6400, 4000)
+    for t in RING_THREADS:
+        wl.append(Workload(
+            "ring_%d" % t,
+            (b + "/ring", "threads=%d" % t, "iters=%d" % (ring_batches // t), "batch=64",
+             "min=8", "max=512"),
+            "%d threads in a ring, each frees the batches of 64 blocks 8..512 B its "
+            "predecessor allocated: every free cross-thread; %d batches in all"
+            % (t, ring_batches // t * t),
+            threads=t, table=t in (2, nproc), instr=True))
+    cold_t = max(2, nproc)
+    for t in (1, cold_t):
+        wl.append(Workload(
+            "cold_%d" % t,
+            (b + "/threads", "threads=%d" % t, "live=20000",
+             "iters=%d" % q(2000000, 200000, 100000), "min=8", "max=520"),
+            "cold working set: %d thread(s), each 20000 live blocks 8..520 B, random "
+            "replacement" % t, instr=True))
     pairs = max(1, nproc // 2)
+    larson_t = max(2, nproc)
+    xpairs = max(2, nproc // 2)
     wl += [
         Workload("prodcons", (b + "/prodcons", "pairs=%d" % pairs,
-                              "items=%d" % q(2000000, 200000), "min=16", "max=1024"),
-                 "%d producer(s) -> %d consumer(s), every free remote" % (pairs, pairs)),
+                              "items=%d" % q(2000000, 200000, 200000), "min=16", "max=1024"),
+                 "%d producer(s) -> %d consumer(s), every free remote" % (pairs, pairs),
+                 instr=True),
+        Workload("larson", (b + "/larson", "threads=%d" % larson_t, "gens=%d" % q(100, 10, 5),
+                            "iters=20000", "live=1000", "min=8", "max=512"),
+                 "larson-like server: %d slots of 1000 live blocks 8..512 B, random "
+                 "replacement; every 20000 replacements the thread hands its blocks to a new "
+                 "thread and exits (%d threads per slot)" % (larson_t, q(100, 10, 5)),
+                 instr=True),
+        Workload("xmalloc", (b + "/xmalloc", "pairs=%d" % xpairs,
+                             "batches=%d" % q(40000, 4000, 2000), "batch=64", "min=8",
+                             "max=512"),
+                 "xmalloc-like: %d producers -> one shared queue of batches of 64 blocks "
+                 "8..512 B -> %d consumers, every free remote" % (xpairs, xpairs),
+                 instr=True),
         Workload("large_blocks", (b + "/large", "mode=blocks", "live=32",
                                   "iters=%d" % q(4000, 400), "min=4096", "max=4194304"),
                  "32 live blocks 4 KiB..4 MiB, every page written"),
@@ -149,6 +203,17 @@ def workloads(nproc, quick=False, build_dir=None, sql_path=None):
                  result_from_stdout_hash=True),
     ]
     return wl
+
+
+def instruction_workloads(nproc, build_dir=None):
+    """The instructions mode: the workloads marked instr, at its sizes,
+    preceded by "startup" (the same program start with no work), whose
+    count is subtracted from the others'."""
+    startup = Workload("startup", ("{bin}/small_pairs", "iters=0"),
+                       "process start-up and exit, no work (subtracted from the others)",
+                       table=False)
+    return [startup] + [w for w in workloads(nproc, build_dir=build_dir, instructions=True)
+                        if w.instr]
 
 
 def sqlite_rows(quick):

@@ -7,7 +7,7 @@ import subprocess
 
 import mb_stats
 import mb_svg
-from mb_plan import BASELINE, OURS, REPO_DIR
+from mb_plan import BASELINE, OURS, REPO_DIR, scaling_family
 
 KIB_PER_MIB = 1024.0
 
@@ -158,9 +158,17 @@ def ratio_series(table, allocs):
     return groups, series
 
 
-def scaling_series(runs, bits, allocs, wl_infos):
+def scaling_families(runs, bits):
+    """The thread-scaling families present in one width ("threads" first,
+    then the others by name)."""
+    fams = {scaling_family(r["workload"]) for r in runs if r["bits"] == bits and r.get("threads")}
+    return sorted(fams, key=lambda f: (f != "threads", f))
+
+
+def scaling_series(runs, bits, allocs, wl_infos, family="threads"):
     points = sorted({(r["threads"], r["workload"]) for r in runs
-                     if r["bits"] == bits and r.get("threads")})
+                     if r["bits"] == bits and r.get("threads")
+                     and scaling_family(r["workload"]) == family})
     xs = [t for t, _ in points]
     series = []
     for a in allocs:
@@ -228,6 +236,20 @@ def machine_info():
 
 
 # ------------------------------------------------------------------ report
+
+# scaling family -> (title, table text, chart subtitle)
+SCALING_TEXT = {
+    "threads": ("Thread scaling",
+                "threads: each thread its own working set, fixed work per thread; throughput = "
+                "all threads' ops / time from the first thread's start to the last thread's "
+                "end.",
+                "own working set per thread"),
+    "ring": ("Ring scaling (cross-thread frees)",
+             "ring: T threads in a ring, each frees the batches of 64 blocks its predecessor "
+             "allocated (every free cross-thread); fixed total work split over the threads; "
+             "ops = mallocs + frees.",
+             "every free cross-thread"),
+}
 
 def _section(runs, bits, allocs, wl_infos, out_dir, charts):
     """Markdown of one width; writes its SVGs into out_dir."""
@@ -299,16 +321,17 @@ def _section(runs, bits, allocs, wl_infos, out_dir, charts):
             md.append("Same runs, lower is better:\n")
             md.append(markdown_table(ex2, allocs, "measure") + "\n")
 
-    xs, series, points = scaling_series(runs, bits, allocs, wl_infos)
-    if xs:
+    scaling = {}
+    for fam in scaling_families(runs, bits):
+        xs, series, points = scaling_series(runs, bits, allocs, wl_infos, fam)
+        scaling[fam] = (xs, series)
         sc = build_table(runs, bits, allocs,
                          [("%d" % t, w, _mops) for t, w in points], wl_infos,
                          higher_is_better=True)
-        md.append("### Thread scaling (%d-bit), million ops/s, higher is better\n" % bits)
-        md.append("threads: each thread its own working set, fixed work per thread; "
-                  "throughput = all threads' ops / time from the first thread's start to the last "
-                  "thread's end. Ratios > 1: %s has more throughput. This machine has %d CPUs.\n"
-                  % (OURS, os.cpu_count()))
+        title, what, _ = SCALING_TEXT.get(fam, (fam, fam + ": ops / time.", ""))
+        md.append("### %s (%d-bit), million ops/s, higher is better\n" % (title, bits))
+        md.append("%s Ratios > 1: %s has more throughput. This machine has %d CPUs.\n"
+                  % (what, OURS, os.cpu_count()))
         md.append(markdown_table(sc, allocs, "threads") + "\n")
 
     files = {}
@@ -320,11 +343,12 @@ def _section(runs, bits, allocs, wl_infos, out_dir, charts):
     files["peak_rss_ratios_%d.svg" % bits] = mb_svg.ratio_bar_chart(
         "Peak RSS relative to glibc (%d-bit)" % bits, groups, ser,
         ylabel="peak RSS / glibc peak RSS (log scale)", subtitle="ru_maxrss; lower is smaller")
-    if xs:
-        files["thread_scaling_%d.svg" % bits] = mb_svg.line_chart(
-            "Thread scaling (%d-bit)" % bits, xs, series, xlabel="threads",
-            ylabel="million ops/s (higher is better)",
-            subtitle="own working set per thread; %d CPUs" % os.cpu_count())
+    for fam, (xs, series) in scaling.items():
+        title, _, subtitle = SCALING_TEXT.get(fam, (fam, "", fam))
+        files["%s_scaling_%d.svg" % ("thread" if fam == "threads" else fam, bits)] = \
+            mb_svg.line_chart("%s (%d-bit)" % (title, bits), xs, series, xlabel="threads",
+                              ylabel="million ops/s (higher is better)",
+                              subtitle="%s; %d CPUs" % (subtitle, os.cpu_count()))
     for name, svg in files.items():
         with open(os.path.join(out_dir, name), "w") as f:
             f.write(svg)
@@ -334,8 +358,60 @@ def _section(runs, bits, allocs, wl_infos, out_dir, charts):
     return "\n".join(md), {"time": time_t, "peak_rss": rss_t}
 
 
-def write_report(data, out_dir):
-    """Writes REPORT.md and the SVGs into out_dir; returns the REPORT path."""
+def _ir_per_op(run, wl):
+    return run.get("ir_per_op")
+
+
+def _startup_mir(run, wl):
+    v = run.get("ir")
+    return None if v is None else v / 1e6
+
+
+def instructions_section(instr):
+    """Markdown of the instructions mode (callgrind counts), per width."""
+    meta, runs = instr["meta"], instr["runs"]
+    wl_infos = {w["name"]: w for w in meta["workloads"]}
+    md = ["## Instructions per operation (callgrind)\n"]
+    md.append("Each workload once per allocator under `valgrind --tool=callgrind` (LD_PRELOAD "
+              "as in the timed runs), at small sizes; %s, libmemory sha256 %s. Instructions "
+              "per op = (Ir of the run − Ir of `startup`, the same program start with no "
+              "work) / the ops the workload reports: one op is a malloc+free replacement in "
+              "small_pairs, workset, threads, cold and prodcons, one malloc or one free call "
+              "in ring, larson and xmalloc. The count includes the workload's own work "
+              "(random sizes, tags, checks, hand-offs), the same for every allocator. It does "
+              "not move with the load of the machine (run to run within 1 %%), but it is not "
+              "time: cache misses, atomics and system calls cost far more than one "
+              "instruction. Lower is better; ratios < 1: %s executes fewer.\n"
+              % (meta.get("machine", {}).get("date", "date unknown"),
+                 ", ".join("%s-bit %s" % (b, o["sha256"][:16])
+                           for b, o in sorted(meta.get("libmemory", {}).items(), reverse=True))
+                 or "unknown", OURS))
+    for bits in sorted({int(b) for b in meta["allocators"]}, reverse=True):
+        allocs = [a["name"] for a in meta["allocators"][str(bits)]]
+        names = [w["name"] for w in meta["workloads"]
+                 if bits in w["bits"] and w["name"] != "startup"]
+        t = build_table(runs, bits, allocs, [(w, w, _ir_per_op) for w in names], wl_infos)
+        if not t:
+            continue
+        t += build_table(runs, bits, allocs, [("start-up (million Ir, subtracted)", "startup",
+                                              _startup_mir)], wl_infos)
+        md.append("### Instructions per op (%d-bit), lower is better\n" % bits)
+        md.append(markdown_table(t, allocs) + "\n")
+    md.append("Commands (instructions mode sizes):\n")
+    md += ["- %s: `%s`" % (w["name"], " ".join(w["argv"])) for w in meta["workloads"]]
+    fails = [r for r in runs if not r.get("ok")]
+    if fails:
+        md.append("\nFailed callgrind runs (left out above):\n")
+        md += ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
+                                       "; ".join(r["problems"])) for r in fails]
+    md.append("")
+    return "\n".join(md)
+
+
+def write_report(data, out_dir, instr=None):
+    """Writes REPORT.md and the SVGs into out_dir; returns the REPORT path.
+    instr: the records of the instructions mode (instructions.json), if
+    any, rendered as their own section."""
     runs, meta = data["runs"], data["meta"]
     wl_infos = {w["name"]: w for w in meta["workloads"]}
     md = ["# Mallocator benchmark report\n"]
@@ -397,6 +473,8 @@ def write_report(data, out_dir):
                 md.append("Only glibc is available as a 32-bit competitor here.\n")
             md.append(text)
             tables[bits] = t
+    if instr is not None:
+        md.append(instructions_section(instr))
     fails = [r for r in runs if not r.get("ok")]
     md.append("## Failures\n")
     if not fails:

@@ -51,9 +51,84 @@ class ThreadCounts(unittest.TestCase):
         names = [w.name for w in wls]
         for t in (1, 2, 4, 6, 8, 12):
             self.assertIn("threads_%d" % t, names)
-        table = {w.name for w in wls if w.threads and w.table}
+        table = {w.name for w in wls if w.threads and w.table
+                 and mb_plan.scaling_family(w.name) == "threads"}
         self.assertEqual(table, {"threads_1", "threads_2", "threads_6"})
         self.assertEqual(len(names), len(set(names)))
+
+
+def arg(w, key):
+    """The value of key=value in a workload's argv (None when absent)."""
+    for a in w.argv:
+        if a.startswith(key + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+class NewWorkloads(unittest.TestCase):
+    def test_ring_points(self):
+        for quick in (False, True):
+            wls = {w.name: w for w in mb_plan.workloads(2, quick=quick)}
+            totals = set()
+            for t in (2, 4, 8, 16):
+                w = wls["ring_%d" % t]
+                self.assertEqual(w.threads, t)
+                self.assertEqual(w.bits, (64, 32))
+                self.assertEqual(mb_plan.scaling_family(w.name), "ring")
+                self.assertEqual(arg(w, "threads"), str(t))
+                self.assertEqual(arg(w, "batch"), "64")
+                totals.add(int(arg(w, "iters")) * t)
+            self.assertEqual(len(totals), 1)  # fixed total work, split over the threads
+            # the time table shows the ring at 2 threads and at nproc
+            self.assertEqual({n for n, w in wls.items() if n.startswith("ring_") and w.table},
+                             {"ring_2"})
+
+    def test_cold_larson_xmalloc(self):
+        for nproc, cold_t in ((1, 2), (2, 2), (6, 6)):
+            wls = {w.name: w for w in mb_plan.workloads(nproc)}
+            for name, threads in (("cold_1", 1), ("cold_%d" % cold_t, cold_t)):
+                w = wls[name]
+                self.assertEqual(arg(w, "threads"), str(threads))
+                self.assertGreaterEqual(int(arg(w, "live")), 20000)
+                self.assertEqual(arg(w, "iters"), "2000000")
+                self.assertIsNone(w.threads)  # not a scaling point
+            self.assertIn("/larson", wls["larson"].argv[0])
+            self.assertIn("/xmalloc", wls["xmalloc"].argv[0])
+            self.assertGreaterEqual(int(arg(wls["xmalloc"], "pairs")), 2)
+            for n in ("cold_1", "larson", "xmalloc", "ring_2"):
+                self.assertEqual(wls[n].bits, (64, 32))
+
+    def test_quick_sizes_smaller(self):
+        full = {w.name: w for w in mb_plan.workloads(2)}
+        quick = {w.name: w for w in mb_plan.workloads(2, quick=True)}
+        for name, key in (("ring_2", "iters"), ("cold_1", "iters"), ("cold_2", "iters"),
+                          ("larson", "gens"), ("xmalloc", "batches")):
+            self.assertLessEqual(int(arg(quick[name], key)) * 10, int(arg(full[name], key)))
+
+    def test_scaling_family(self):
+        self.assertEqual(mb_plan.scaling_family("threads_12"), "threads")
+        self.assertEqual(mb_plan.scaling_family("ring_4"), "ring")
+
+
+class InstructionWorkloads(unittest.TestCase):
+    def test_startup_first_then_marked_workloads(self):
+        wls = mb_plan.instruction_workloads(2)
+        names = [w.name for w in wls]
+        self.assertEqual(names[0], "startup")
+        self.assertEqual(arg(wls[0], "iters"), "0")
+        for n in ("small_pairs", "workset_small", "threads_1", "threads_2", "ring_2", "ring_16",
+                  "cold_1", "cold_2", "prodcons", "larson", "xmalloc"):
+            self.assertIn(n, names)
+        for n in ("exhaust", "memreturn", "python", "sqlite", "frag", "threads_4"):
+            self.assertNotIn(n, names)
+        self.assertEqual(len(names), len(set(names)))
+
+    def test_sizes_at_most_quick(self):
+        quick = {w.name: w for w in mb_plan.workloads(2, quick=True)}
+        for w in mb_plan.instruction_workloads(2)[1:]:
+            for key in ("iters", "items", "batches", "gens"):
+                if arg(w, key) is not None:
+                    self.assertLessEqual(int(arg(w, key)), int(arg(quick[w.name], key)), w.name)
 
 
 class FindAllocators(unittest.TestCase):

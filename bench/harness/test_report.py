@@ -86,5 +86,77 @@ class Report(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "time_ratios_32.svg")))
 
 
+def with_ring(data):
+    """fake_data plus ring_2 / ring_4 scaling points."""
+    for a in ("glibc", "libmemory", "jemalloc"):
+        for th in (2, 4):
+            data["runs"].append({"round": 0, "bits": 64, "workload": "ring_%d" % th, "alloc": a,
+                                 "threads": th, "ok": True, "problems": [], "wall_s": 1,
+                                 "maxrss_kb": 1000,
+                                 "result": {"seconds": 1.0, "ops_per_sec": th * 2e6}})
+    for th in (2, 4):
+        data["meta"]["workloads"].append({"name": "ring_%d" % th, "bits": [64],
+                                          "description": "d", "argv": ["{bin}/ring"],
+                                          "time_key": "seconds", "table": th == 2,
+                                          "threads": th})
+    return data
+
+
+def fake_instr():
+    meta = {"mode": "instructions", "machine": {"date": "2026-01-01"},
+            "libmemory": {"64": {"sha256": "ab" * 32, "source": "/x/libmemory.so",
+                                 "mtime": "2026-01-01 00:00:00"}},
+            "allocators": {"64": [{"name": a, "preload": None} for a in
+                                  ("glibc", "libmemory", "jemalloc")]},
+            "workloads": [{"name": "startup", "bits": [64], "description": "s",
+                           "argv": ["{bin}/small_pairs", "iters=0"]},
+                          {"name": "ring_2", "bits": [64], "description": "r",
+                           "argv": ["{bin}/ring"]}]}
+    runs = []
+    for a, start, per in (("glibc", 2e5, 200.0), ("libmemory", 1e5, 150.0),
+                          ("jemalloc", 2e6, 160.0)):
+        runs.append({"bits": 64, "workload": "startup", "alloc": a, "ok": True, "ir": start})
+        runs.append({"bits": 64, "workload": "ring_2", "alloc": a, "ok": True,
+                     "ir": start + per * 1000, "ops": 1000, "ir_per_op": per})
+    runs.append({"bits": 64, "workload": "ring_2", "alloc": "libmemory", "ok": False,
+                 "ir": 1, "ir_per_op": 0.001, "problems": ["exit status 2"]})
+    return {"meta": meta, "runs": runs}
+
+
+class Scaling(unittest.TestCase):
+    def test_ring_has_its_own_table_and_chart(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(mb_report.write_report(with_ring(fake_data()), d)) as f:
+                text = f.read()
+            self.assertIn("### Thread scaling (64-bit)", text)
+            self.assertIn("### Ring scaling (cross-thread frees) (64-bit)", text)
+            ring = text.split("### Ring scaling")[1].split("###")[0]
+            self.assertIn("| 4 | 8.00 | 8.00 | 8.00 |", ring)
+            threads = text.split("### Thread scaling")[1].split("###")[0]
+            self.assertNotIn("| 4 |", threads)  # ring points stay out of the threads table
+            root = ET.parse(os.path.join(d, "ring_scaling_64.svg")).getroot()
+            self.assertTrue(any("ring" in (t.text or "").lower() for t in root.iter()))
+            self.assertTrue(os.path.exists(os.path.join(d, "thread_scaling_64.svg")))
+
+
+class Instructions(unittest.TestCase):
+    def test_section(self):
+        text = mb_report.instructions_section(fake_instr())
+        self.assertIn("### Instructions per op (64-bit)", text)
+        self.assertIn("| ring_2 | 200 | 150 | 160 | 0.75 | 0.94 (jemalloc) |", text)
+        self.assertIn("| start-up (million Ir, subtracted) | 0.200 | 0.100 | 2.00 |", text)
+        self.assertIn("exit status 2", text)  # failed run listed, not counted
+        self.assertIn("`{bin}/small_pairs iters=0`", text)
+
+    def test_report_with_instructions_only(self):
+        instr = fake_instr()
+        with tempfile.TemporaryDirectory() as d:
+            data = {"meta": dict(instr["meta"], rounds=1, missing={}), "runs": []}
+            with open(mb_report.write_report(data, d, instr)) as f:
+                text = f.read()
+            self.assertIn("## Instructions per operation (callgrind)", text)
+            self.assertNotIn("## 64-bit", text)
+
+
 if __name__ == "__main__":
     unittest.main()
