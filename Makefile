@@ -13,8 +13,9 @@ all: setup build demo
 # Idempotent: installs only what is missing (needs root for apt-get).
 setup:
 	@rustup target list --installed | grep -qx i686-unknown-linux-gnu || rustup target add i686-unknown-linux-gnu
-	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] && command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib pkg-config sqlite3; }
+	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] && [ -f "$$(g++ -m32 -print-file-name=libstdc++.so)" ] && \
+	  command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib g++-multilib pkg-config sqlite3; }
 
 build: setup
 	cargo build --release

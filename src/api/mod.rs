@@ -3,6 +3,8 @@
 //! the statistics readers.
 
 pub mod alloc;
+#[cfg(feature = "malloc")]
+mod cxx;
 pub mod ffi;
 mod fork;
 mod global;
