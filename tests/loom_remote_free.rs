@@ -1,7 +1,12 @@
 //! Model check (with loom) of the protocol by which threads return blocks to
-//! a heap they do not own: `Heap::free_remote`, `reclaim_abandoned`,
-//! `abandon`, `drain_remote` and `try_take` in `src/heap.rs`, and the heap's
-//! adoption by a new thread (`take_heap` in `src/thread.rs`).
+//! a heap they do not own: a freer claims each block (`Page::claim_foreign`:
+//! the live bit must be set, and an atomic `or` of the pending bit must find
+//! it clear), links its claimed blocks into one batch and posts the batch with
+//! one compare-and-swap (`Outbox`, `Inbox::post`, `Heap::post_chain`); if the
+//! heap has no owner, it claims the heap and drains it (`Heap::abandon`). The
+//! owner drains its inbox (`Owner::drain`, `Page::take_back`: the pending bit
+//! must have been set), and the heap is adopted by new threads
+//! (`take_heap` in `src/thread/pool.rs`).
 //!
 //! This is a model, not the allocator: the real heap lives in mmap'd memory
 //! that loom cannot track. Blocks are indices; each has one non-atomic word
@@ -26,8 +31,10 @@
 //!
 //! Checked in every explored execution: no block is left on the remote list
 //! of a heap nobody owns, every block ends on the free list exactly once (no
-//! loss, no double free), and ownership is exclusive. The last test removes
-//! the re-check from `abandon` and expects loom to find the stranded block.
+//! loss, no double free), of two threads freeing one block at once exactly
+//! one succeeds, and ownership is exclusive. Two tests break the protocol on
+//! purpose (no re-check in `abandon`; the pending bit released before the
+//! block is freed) and expect loom to find the failure.
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -43,8 +50,6 @@ const BLOCKS: usize = 3;
 struct Local {
     /// Head of the free list, linked through the blocks' first words.
     free: usize,
-    /// Whether each block is allocated (a page's `used`).
-    live: [bool; BLOCKS],
     /// Stands for the ring, spare and segment list that `collect` changes.
     collects: usize,
 }
@@ -55,10 +60,17 @@ struct Heap {
     remote: AtomicUsize,
     /// Each block's first word.
     links: [UnsafeCell<usize>; BLOCKS],
+    /// The live bitmap: written by the owner, read by freers (relaxed).
+    live: [AtomicBool; BLOCKS],
+    /// The pending bitmap: set by a freer's claim, cleared by the owner.
+    pending: [AtomicBool; BLOCKS],
     local: UnsafeCell<Local>,
     /// Whether `abandon` re-checks the remote list after giving the heap up
     /// (false only in the deliberately broken model).
     recheck: bool,
+    /// Whether the drain frees a block before it releases its pending bit
+    /// (false only in the second broken model).
+    free_before_release: bool,
 }
 
 /// Stands in, for loom, for the total order of the real code's `SeqCst`
@@ -72,13 +84,16 @@ impl Heap {
     /// A heap whose free list holds block 2 and whose blocks 0 and 1 are live.
     fn new(taken: bool, recheck: bool) -> Heap {
         let links = core::array::from_fn(|_| UnsafeCell::new(NIL));
-        let local = Local { free: 2, live: [true, true, false], collects: 0 };
+        let local = Local { free: 2, collects: 0 };
         Heap {
             taken: AtomicBool::new(taken),
             remote: AtomicUsize::new(NIL),
             links,
+            live: [AtomicBool::new(true), AtomicBool::new(true), AtomicBool::new(false)],
+            pending: core::array::from_fn(|_| AtomicBool::new(false)),
             local: UnsafeCell::new(local),
             recheck,
+            free_before_release: true,
         }
     }
 
@@ -99,9 +114,9 @@ impl Heap {
             if b == NIL {
                 return None;
             }
-            assert!(!(*local).live[b], "block {b} on the free list is live");
+            assert!(!self.live[b].load(Ordering::Relaxed), "block {b} on the free list is live");
             (*local).free = self.links[b].with(|link| *link);
-            (*local).live[b] = true;
+            self.live[b].store(true, Ordering::Relaxed);
             Some(b)
         })
     }
@@ -128,21 +143,56 @@ impl Heap {
     /// thread uses.
     unsafe fn free_local(&self, b: usize) {
         // SAFETY: per the contract: `local` and `b` are the caller's.
+        assert!(!self.pending[b].load(Ordering::Relaxed), "block {b} freed while another thread's free is pending");
+        // SAFETY: per the contract.
+        unsafe { self.push_free(b) };
+    }
+
+    /// Clears the live bit of `b` and links it on the free list.
+    ///
+    /// # Safety
+    /// As for [`Self::free_local`].
+    unsafe fn push_free(&self, b: usize) {
+        // SAFETY: per the contract: `local` and `b` are the caller's.
         self.local.with_mut(|local| unsafe {
-            assert!((*local).live[b], "double free of block {b}");
-            (*local).live[b] = false;
+            assert!(self.live[b].load(Ordering::Relaxed), "double free of block {b}");
+            self.live[b].store(false, Ordering::Relaxed);
             self.links[b].with_mut(|link| *link = (*local).free);
             (*local).free = b;
         });
     }
 
-    /// `Heap::free_remote`.
-    fn free_remote(&self, b: usize) {
+    /// `Page::claim_foreign`: whether this thread's free of `b` takes effect.
+    fn claim(&self, b: usize) -> bool {
+        if !self.live[b].load(Ordering::Relaxed) || self.pending[b].swap(true, Ordering::Acquire) {
+            return false;
+        }
+        if !self.live[b].load(Ordering::Relaxed) {
+            // `fetch_and` in the real code: a read-modify-write too.
+            self.pending[b].swap(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// A thread frees blocks of the heap: claims each (a refused claim is a
+    /// reported double free), links the claimed ones into one batch
+    /// (`Outbox::add`) and posts it (`Heap::post_chain`). Returns how many
+    /// claims succeeded.
+    fn free_remote(&self, blocks: &[usize]) -> usize {
+        let claimed: Vec<usize> = blocks.iter().copied().filter(|&b| self.claim(b)).collect();
+        let (Some(&first), Some(&last)) = (claimed.first(), claimed.last()) else {
+            return 0;
+        };
+        for pair in claimed.windows(2) {
+            // SAFETY: claimed blocks are ours to write until published.
+            self.links[pair[0]].with_mut(|link| unsafe { *link = pair[1] });
+        }
         let mut head = self.remote.load(Ordering::Relaxed);
         loop {
-            // SAFETY: the block is ours to write until it is published.
-            self.links[b].with_mut(|link| unsafe { *link = head });
-            match self.remote.compare_exchange_weak(head, b, Ordering::SeqCst, Ordering::Relaxed) {
+            // SAFETY: as above.
+            self.links[last].with_mut(|link| unsafe { *link = head });
+            match self.remote.compare_exchange_weak(head, first, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => head = now,
             }
@@ -151,6 +201,7 @@ impl Heap {
         if !self.taken.load(Ordering::SeqCst) {
             self.reclaim_abandoned();
         }
+        claimed.len()
     }
 
     /// `Heap::reclaim_abandoned`.
@@ -205,8 +256,17 @@ impl Heap {
             // SAFETY: blocks on the remote list were published by
             // `free_remote`, whose release pairs with our acquire.
             let next = self.links[b].with(|link| unsafe { *link });
+            // `Page::take_back`: only a claimed block may be on the list; it
+            // is freed before its pending bit is released.
+            assert!(self.pending[b].load(Ordering::Relaxed), "block {b} posted without a claim");
+            if !self.free_before_release {
+                self.pending[b].swap(false, Ordering::Release);
+            }
             // SAFETY: we own the heap; the block is no longer on the list.
-            unsafe { self.free_local(b) };
+            unsafe { self.push_free(b) };
+            if self.free_before_release {
+                self.pending[b].swap(false, Ordering::Release);
+            }
             b = next;
         }
     }
@@ -244,7 +304,9 @@ impl Heap {
                 b = self.links[b].with(|link| *link);
             }
             assert_eq!(seen, [true; BLOCKS], "blocks lost from the free list");
-            assert_eq!((*local).live, [false; BLOCKS], "blocks still live");
+            assert!(self.live.iter().all(|l| !l.load(Ordering::Relaxed)), "blocks still live");
+            let pending: Vec<bool> = self.pending.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+            assert!(pending.iter().all(|p| !p), "blocks still pending: {pending:?}");
         });
     }
 }
@@ -271,8 +333,7 @@ fn owner_exit_vs_freer(recheck: bool) {
         let freer = {
             let heap = heap.clone();
             thread::spawn(move || {
-                heap.free_remote(0);
-                heap.free_remote(1);
+                heap.free_remote(&[0, 1]);
             })
         };
         owner.join().unwrap();
@@ -300,7 +361,7 @@ fn owner_exit_races_two_freers() {
         let freers: Vec<_> = (0..2)
             .map(|b| {
                 let heap = heap.clone();
-                thread::spawn(move || heap.free_remote(b))
+                thread::spawn(move || heap.free_remote(&[b]))
             })
             .collect();
         owner.join().unwrap();
@@ -330,8 +391,7 @@ fn adoption_races_remote_claim() {
         let freer = {
             let heap = heap.clone();
             thread::spawn(move || {
-                heap.free_remote(0);
-                heap.free_remote(1);
+                heap.free_remote(&[0, 1]);
             })
         };
         adopter.join().unwrap();
@@ -364,8 +424,7 @@ fn owner_exit_races_adoption_and_remote_frees() {
         let freer = {
             let heap = heap.clone();
             thread::spawn(move || {
-                heap.free_remote(0);
-                heap.free_remote(1);
+                heap.free_remote(&[0, 1]);
             })
         };
         owner.join().unwrap();
@@ -383,4 +442,48 @@ fn owner_exit_races_adoption_and_remote_frees() {
 #[should_panic(expected = "block stranded on the remote list of an abandoned heap")]
 fn exit_without_recheck_strands_a_block() {
     owner_exit_vs_freer(false);
+}
+
+/// Two threads free the same two blocks at the same moment (each as one
+/// batch, in opposite orders) while the owner exits: each block's free takes
+/// effect exactly once, and every block ends free once. (The owner does not
+/// allocate here: a free that arrives after the block was handed out again
+/// is a valid free of the new allocation, for the model as for the real
+/// code.)
+#[test]
+fn two_threads_free_the_same_blocks() {
+    same_blocks_freed_twice(true);
+}
+
+/// With the pending bit released before the block is freed, a late claim
+/// of the second thread succeeds on a block the owner is linking: loom must
+/// find the two writes to its link.
+#[test]
+#[should_panic(expected = "Concurrent write accesses")]
+fn releasing_before_freeing_gives_a_block_two_lists() {
+    same_blocks_freed_twice(false);
+}
+
+fn same_blocks_freed_twice(free_before_release: bool) {
+    model(Some(3), move || {
+        let mut heap = Heap::new(true, true);
+        heap.free_before_release = free_before_release;
+        let heap = Arc::new(heap);
+        let owner = {
+            let heap = heap.clone();
+            // SAFETY: the heap was created taken, for this thread.
+            thread::spawn(move || unsafe { heap.abandon() })
+        };
+        let freers: Vec<_> = [[0, 1], [1, 0]]
+            .into_iter()
+            .map(|order| {
+                let heap = heap.clone();
+                thread::spawn(move || heap.free_remote(&order))
+            })
+            .collect();
+        owner.join().unwrap();
+        let claimed: usize = freers.into_iter().map(|f| f.join().unwrap()).sum();
+        assert_eq!(claimed, 2, "each block freed exactly once");
+        heap.check_settled();
+    });
 }

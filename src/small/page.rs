@@ -23,7 +23,7 @@ use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -146,13 +146,19 @@ impl Page {
             return Err(BadBlock::DoubleFree);
         }
         live.store(w & !(1 << shift), Relaxed);
-        let block = p.cast::<Block>();
-        // SAFETY: the block was live and is ours again.
+        Ok(self.push(p.cast()))
+    }
+
+    /// Links a block that was live and is ours again; true when the
+    /// countdown ended.
+    #[inline(always)]
+    fn push(&self, block: *mut Block) -> bool {
+        // SAFETY: the caller cleared the block's live bit: it is ours.
         unsafe { Block::link(block, self.local.free.get()) };
         self.local.free.set(block);
         let countdown = self.local.countdown.get() - 1;
         self.local.countdown.set(countdown);
-        Ok(countdown == 0)
+        countdown == 0
     }
 
     /// Claims `p` for a free by a thread that does not own the page: it must
@@ -169,7 +175,15 @@ impl Page {
         if live.load(Relaxed) & bit == 0 {
             return Err(self.why_not_live(p));
         }
-        if pending.fetch_or(bit, Relaxed) & bit != 0 {
+        // Acquire, and the live bit read again after it: if the owner took
+        // back another thread's free of this block in the meantime, it
+        // cleared the live bit before it released the pending bit (see
+        // `take_back`), so this claim sees the block free, not live.
+        if pending.fetch_or(bit, Acquire) & bit != 0 {
+            return Err(BadBlock::DoubleFree);
+        }
+        if live.load(Relaxed) & bit == 0 {
+            pending.fetch_and(!bit, Relaxed);
             return Err(BadBlock::DoubleFree);
         }
         Ok(p.cast())
@@ -189,14 +203,20 @@ impl Page {
             return Err(BadBlock::Invalid);
         };
         let (live, pending, bit) = self.bits(index);
-        if pending.fetch_and(!bit, Relaxed) & bit == 0 {
+        if pending.load(Relaxed) & bit == 0 {
             return Err(BadBlock::Invalid);
         }
-        if live.load(Relaxed) & bit == 0 {
+        let w = live.load(Relaxed);
+        if w & bit == 0 {
+            pending.fetch_and(!bit, Release);
             return Err(BadBlock::DoubleFree);
         }
-        // SAFETY: per the contract; the block is live and not pending.
-        unsafe { self.free(p) }
+        // The block is free (live bit clear, linked) before the pending bit
+        // goes (Release): a thread claiming it from then on sees it free.
+        live.store(w & !bit, Relaxed);
+        let ended = self.push(p.cast());
+        pending.fetch_and(!bit, Release);
+        Ok(ended)
     }
 
     /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,
