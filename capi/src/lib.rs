@@ -4,12 +4,11 @@
 //! panic handler, and a panic handler in the `mallocator` rlib would clash
 //! with std's in every Rust program that links it. Without std the library
 //! carries no unwinder (no `libgcc_s`), no panic formatting and no backtrace
-//! code: 35 KB of code instead of 263 KB, about 0.3 MB less resident memory
-//! in every process (`/usr/bin/time -f %M` on the benchmark's `small_pairs`:
-//! 1864 KB -> 1548 KB; with glibc's malloc 1404-1516 KB). The exported
-//! functions (the
-//! malloc family, `allocate`/`deallocate`, `memory_stats`) and the
-//! `.init_array`/`.fini_array` routines come from the crate itself.
+//! code: 35 KB of code instead of 263 KB, and about 0.3 MB less resident
+//! memory in every process (`docs/performance.md`, step 18). The exported
+//! functions (the malloc family, C++'s operators, `allocate`/`deallocate`,
+//! `memory_stats`) and the `.init_array`/`.fini_array` routines come from the
+//! crate itself.
 // (`cargo clippy --all-targets` also builds a test harness of it, with std.)
 #![cfg_attr(not(test), no_std)]
 

@@ -62,7 +62,7 @@ extern "C" fn on_unload() {
     let heap = crate::thread::heap_if_any();
     if !heap.is_null() {
         // SAFETY: the calling thread owns its heap.
-        unsafe { (*heap).owner().collect() };
+        unsafe { (*heap).owner().trim() };
     }
 }
 

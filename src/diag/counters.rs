@@ -30,8 +30,8 @@ impl Counter {
 }
 
 /// On 32-bit targets a 64-bit atomic load and store go through SSE registers
-/// (eleven instructions per counter on i686, a third of the allocation fast
-/// path). The owner adds to the low word alone; when it carries, it bumps the
+/// (a third of the allocation fast path on i686: `docs/performance.md`,
+/// step 16). The owner adds to the low word alone; when it carries, it bumps the
 /// high word around the store as a sequence number (odd while it changes),
 /// so that a reader sees the two halves of one value.
 #[cfg(not(target_pointer_width = "64"))]

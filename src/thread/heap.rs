@@ -351,11 +351,11 @@ impl Owner<'_> {
 
     /// Posts this thread's batches, takes back posted blocks and gives every
     /// empty page back to the system (when the library is unloaded).
-    pub fn collect(mut self) {
+    pub fn trim(mut self) {
         self.release_cached();
     }
 
-    /// [`Self::collect`], and from now on pages go back as they empty (the
+    /// [`Self::trim`], and from now on pages go back as they empty (the
     /// heap has no thread to reuse them).
     fn give_back(&mut self) {
         // After the ring is emptied: a page in the ring must be released

@@ -24,8 +24,8 @@ core::arch::global_asm!(
 /// On x86_64 it is a TLS slot declared in assembly and reached with the
 /// initial-exec model: one `mov` from `fs`. Rust's `thread_local!` in a shared
 /// library uses the general-dynamic model, a call to `__tls_get_addr` on every
-/// access (measured with callgrind on a malloc/free loop of 16..128-byte
-/// blocks: 162 instructions per pair with `thread_local!`, 126 with this).
+/// access (about a fifth of a malloc+free pair: `docs/performance.md`,
+/// step 2).
 /// Initial-exec needs the slot in the static TLS block, which a library loaded
 /// at start-up (linked or `LD_PRELOAD`) always gets, and a `dlopen`ed one gets
 /// from glibc's surplus reserved for this (8 bytes here).
@@ -67,8 +67,8 @@ mod imp {
 /// On i686 the same slot, reached the same way; position-independent code
 /// there has no `rip`-relative addressing, so the slot's offset is read
 /// relative to the GOT's address, which the compiler keeps in a register for
-/// its own accesses anyway (an own `call`/`pop` to find it cost two more
-/// instructions per access: 173 -> 171 per malloc+free pair).
+/// its own accesses anyway (an own `call`/`pop` to find it cost two
+/// instructions more: `docs/performance.md`, step 17).
 #[cfg(target_arch = "x86")]
 mod imp {
     use super::Heap;
