@@ -7,7 +7,8 @@
 //! Operations: allocations of every size kind (small classes, large regions,
 //! huge mappings), with and without alignment, zeroed allocations, frees,
 //! reallocs (growing, shrinking, across kinds, with alignment), frees from
-//! another thread, `usable_size`, and the bad frees the library must report
+//! another thread, a small block freed by two threads at once (one free takes
+//! effect, one report), `usable_size`, and the bad frees the library must report
 //! and ignore: double frees of freed blocks, foreign pointers (stack, static,
 //! system heap), interior pointers of live blocks and wild pointers near our
 //! memory.
@@ -387,6 +388,35 @@ impl Model<'_> {
         }
     }
 
+    /// Two threads (neither of them the block's owner) free the small block
+    /// `a` at once: one free takes effect, the other must print exactly one
+    /// double-free line. (Large and huge blocks stay out: the second free
+    /// could read a header the first one's release unmapped, a race the
+    /// README lists as not guaranteed.)
+    fn free_from_two_threads(&mut self, a: usize) {
+        let b = self.live[&a];
+        check(a as *const u8, b.size, b.size, b.seed, "before free");
+        self.forget(a);
+        if self.cfg.trace {
+            println!("free({a:#x}) from two threads at once");
+        }
+        self.hooks.before_bad_free();
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    barrier.wait();
+                    // SAFETY: the model gave the block up; the second free is
+                    // the misuse under test and must only be reported.
+                    unsafe { free(a as *mut u8) };
+                });
+            }
+        });
+        self.hooks.after_bad_free(BadFree::Double, a);
+        self.bad_frees += 1;
+        REMOTE_SMALL.fetch_add(1, Relaxed);
+    }
+
     fn do_realloc(&mut self, a: usize, new_size: usize, align: usize) {
         let b = self.live[&a];
         check(a as *const u8, b.size, b.size, b.seed, "before realloc");
@@ -533,10 +563,17 @@ pub fn run_with(data: &[u8], cfg: Config, hooks: &mut dyn Hooks) {
                     m.add(p, size, MIN_ALIGN, false, "realloc(null)");
                 }
             }
-            // Free from another thread.
+            // Free from another thread; or a small block freed by two other
+            // threads at the same moment (exactly one free may take effect,
+            // the other is reported as a double free).
             14 => {
-                if let Some((a, _)) = m.pick(input.u16() as u32) {
-                    m.free_block(a, true);
+                let twice = input.u8() & 1 != 0;
+                if let Some((a, b)) = m.pick(input.u16() as u32) {
+                    if twice && b.size <= MAX_SMALL && b.align <= MIN_ALIGN {
+                        m.free_from_two_threads(a);
+                    } else {
+                        m.free_block(a, true);
+                    }
                 }
             }
             // Double free of a freed block that has not been handed out since.
