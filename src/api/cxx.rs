@@ -106,8 +106,8 @@ extern "C" fn bad_alloc_thrower() -> usize {
 /// A throwing `operator new` whose block comes from `$block` called with
 /// the same arguments (the size, and for the aligned forms the alignment).
 macro_rules! throwing_new {
-    ($name:ident, $block:ident, $($arg:ident),+) => {
-        #[unsafe(no_mangle)]
+    ($name:ident = $symbol:expr, $block:ident, $($arg:ident),+) => {
+        #[unsafe(export_name = $symbol)]
         #[unsafe(naked)]
         pub extern "C" fn $name($($arg: usize),+) -> *mut c_void {
             #[cfg(target_arch = "x86_64")]
@@ -156,8 +156,8 @@ macro_rules! throwing_new {
 
 /// The nothrow forms: null instead of `std::bad_alloc`.
 macro_rules! nothrow_new {
-    ($name:ident, $block:ident, $($arg:ident),+) => {
-        #[unsafe(no_mangle)]
+    ($name:ident = $symbol:expr, $block:ident, $($arg:ident),+) => {
+        #[unsafe(export_name = $symbol)]
         pub extern "C" fn $name($($arg: usize,)+ _nothrow: *const c_void) -> *mut c_void {
             $block($($arg),+)
         }
@@ -167,11 +167,11 @@ macro_rules! nothrow_new {
 /// `operator delete` in all its forms: the size and alignment a sized or
 /// aligned `delete` passes are not needed (a block's page knows both).
 macro_rules! delete {
-    ($name:ident $(, $extra:ident: $ty:ty)*) => {
+    ($name:ident = $symbol:expr $(, $extra:ident: $ty:ty)*) => {
         /// # Safety
         /// As `free`: `p` is null or a block of ours that nobody uses
         /// afterwards.
-        #[unsafe(no_mangle)]
+        #[unsafe(export_name = $symbol)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
             $(let _ = $extra;)*
             // SAFETY: per the contract.
@@ -180,52 +180,48 @@ macro_rules! delete {
     };
 }
 
+/// `size_t` in the Itanium mangling: `unsigned long` on x86_64, `unsigned
+/// int` on i686.
 #[cfg(target_pointer_width = "64")]
-mod names {
-    use super::*;
-    throwing_new!(_Znwm, new_block, size);
-    throwing_new!(_Znam, new_block, size);
-    throwing_new!(_ZnwmSt11align_val_t, new_aligned, size, align);
-    throwing_new!(_ZnamSt11align_val_t, new_aligned, size, align);
-    nothrow_new!(_ZnwmRKSt9nothrow_t, new_block, size);
-    nothrow_new!(_ZnamRKSt9nothrow_t, new_block, size);
-    nothrow_new!(_ZnwmSt11align_val_tRKSt9nothrow_t, new_aligned, size, align);
-    nothrow_new!(_ZnamSt11align_val_tRKSt9nothrow_t, new_aligned, size, align);
-    delete!(_ZdlPv);
-    delete!(_ZdaPv);
-    delete!(_ZdlPvRKSt9nothrow_t, nothrow: *const c_void);
-    delete!(_ZdaPvRKSt9nothrow_t, nothrow: *const c_void);
-    delete!(_ZdlPvm, size: usize);
-    delete!(_ZdaPvm, size: usize);
-    delete!(_ZdlPvSt11align_val_t, align: usize);
-    delete!(_ZdaPvSt11align_val_t, align: usize);
-    delete!(_ZdlPvmSt11align_val_t, size: usize, align: usize);
-    delete!(_ZdaPvmSt11align_val_t, size: usize, align: usize);
-    delete!(_ZdlPvSt11align_val_tRKSt9nothrow_t, align: usize, nothrow: *const c_void);
-    delete!(_ZdaPvSt11align_val_tRKSt9nothrow_t, align: usize, nothrow: *const c_void);
+macro_rules! size_t {
+    () => {
+        "m"
+    };
+}
+#[cfg(target_pointer_width = "32")]
+macro_rules! size_t {
+    () => {
+        "j"
+    };
 }
 
-#[cfg(target_pointer_width = "32")]
-mod names {
-    use super::*;
-    throwing_new!(_Znwj, new_block, size);
-    throwing_new!(_Znaj, new_block, size);
-    throwing_new!(_ZnwjSt11align_val_t, new_aligned, size, align);
-    throwing_new!(_ZnajSt11align_val_t, new_aligned, size, align);
-    nothrow_new!(_ZnwjRKSt9nothrow_t, new_block, size);
-    nothrow_new!(_ZnajRKSt9nothrow_t, new_block, size);
-    nothrow_new!(_ZnwjSt11align_val_tRKSt9nothrow_t, new_aligned, size, align);
-    nothrow_new!(_ZnajSt11align_val_tRKSt9nothrow_t, new_aligned, size, align);
-    delete!(_ZdlPv);
-    delete!(_ZdaPv);
-    delete!(_ZdlPvRKSt9nothrow_t, nothrow: *const c_void);
-    delete!(_ZdaPvRKSt9nothrow_t, nothrow: *const c_void);
-    delete!(_ZdlPvj, size: usize);
-    delete!(_ZdaPvj, size: usize);
-    delete!(_ZdlPvSt11align_val_t, align: usize);
-    delete!(_ZdaPvSt11align_val_t, align: usize);
-    delete!(_ZdlPvjSt11align_val_t, size: usize, align: usize);
-    delete!(_ZdaPvjSt11align_val_t, size: usize, align: usize);
-    delete!(_ZdlPvSt11align_val_tRKSt9nothrow_t, align: usize, nothrow: *const c_void);
-    delete!(_ZdaPvSt11align_val_tRKSt9nothrow_t, align: usize, nothrow: *const c_void);
-}
+throwing_new!(new = concat!("_Znw", size_t!()), new_block, size);
+throwing_new!(new_array = concat!("_Zna", size_t!()), new_block, size);
+throwing_new!(new_with_alignment = concat!("_Znw", size_t!(), "St11align_val_t"), new_aligned, size, align);
+throwing_new!(new_array_aligned = concat!("_Zna", size_t!(), "St11align_val_t"), new_aligned, size, align);
+nothrow_new!(new_nothrow = concat!("_Znw", size_t!(), "RKSt9nothrow_t"), new_block, size);
+nothrow_new!(new_array_nothrow = concat!("_Zna", size_t!(), "RKSt9nothrow_t"), new_block, size);
+nothrow_new!(
+    new_aligned_nothrow = concat!("_Znw", size_t!(), "St11align_val_tRKSt9nothrow_t"),
+    new_aligned,
+    size,
+    align
+);
+nothrow_new!(
+    new_array_aligned_nothrow = concat!("_Zna", size_t!(), "St11align_val_tRKSt9nothrow_t"),
+    new_aligned,
+    size,
+    align
+);
+delete!(delete = "_ZdlPv");
+delete!(delete_array = "_ZdaPv");
+delete!(delete_nothrow = "_ZdlPvRKSt9nothrow_t", nothrow: *const c_void);
+delete!(delete_array_nothrow = "_ZdaPvRKSt9nothrow_t", nothrow: *const c_void);
+delete!(delete_sized = concat!("_ZdlPv", size_t!()), size: usize);
+delete!(delete_array_sized = concat!("_ZdaPv", size_t!()), size: usize);
+delete!(delete_aligned = "_ZdlPvSt11align_val_t", align: usize);
+delete!(delete_array_aligned = "_ZdaPvSt11align_val_t", align: usize);
+delete!(delete_sized_aligned = concat!("_ZdlPv", size_t!(), "St11align_val_t"), size: usize, align: usize);
+delete!(delete_array_sized_aligned = concat!("_ZdaPv", size_t!(), "St11align_val_t"), size: usize, align: usize);
+delete!(delete_aligned_nothrow = "_ZdlPvSt11align_val_tRKSt9nothrow_t", align: usize, nothrow: *const c_void);
+delete!(delete_array_aligned_nothrow = "_ZdaPvSt11align_val_tRKSt9nothrow_t", align: usize, nothrow: *const c_void);

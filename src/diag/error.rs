@@ -58,15 +58,17 @@ pub fn report(kind: Misuse, op: Op, addr: *const u8, block_size: Option<usize>) 
 }
 
 /// Reports a free block that was written after it was freed (its link leads
-/// outside the page's free blocks) and aborts: the free list can no longer
-/// be trusted.
+/// outside the page's free blocks, or outside a heap's posted blocks: `what`
+/// says which) and aborts: the list can no longer be trusted.
 #[cold]
 #[inline(never)]
-pub fn corrupted(addr: *const u8) -> ! {
+pub fn corrupted(addr: *const u8, what: &[u8]) -> ! {
     Line::new()
         .push(b"mallocator: heap corruption at 0x")
         .hex(addr as usize)
-        .push(b" (free block overwritten: use after free?); aborting\n")
+        .push(b" (")
+        .push(what)
+        .push(b": use after free?); aborting\n")
         .write_to(2);
     // SAFETY: abort never returns and has no preconditions.
     unsafe { libc::abort() }
@@ -81,21 +83,6 @@ pub fn report_bad(bad: BadBlock, op: Op, p: *const u8, block_size: Option<usize>
         BadBlock::Invalid => Misuse::Interior,
     };
     report(kind, op, p, block_size);
-}
-
-/// Reports a block posted by another thread whose link leads outside the
-/// heap's live blocks (it was written after that thread freed it) and aborts:
-/// the chain can no longer be followed.
-#[cold]
-#[inline(never)]
-pub fn corrupted_remote(addr: *const u8) -> ! {
-    Line::new()
-        .push(b"mallocator: heap corruption at 0x")
-        .hex(addr as usize)
-        .push(b" (link of a block freed by another thread overwritten: use after free?); aborting\n")
-        .write_to(2);
-    // SAFETY: abort never returns and has no preconditions.
-    unsafe { libc::abort() }
 }
 
 /// Why a pointer into a small segment is not a live block.

@@ -22,6 +22,11 @@ pub fn set_key(key: usize) {
     LINK_KEY.store(key, Relaxed);
 }
 
+/// The secret (secure mode's shuffle seeds from it).
+pub fn key() -> usize {
+    LINK_KEY.load(Relaxed)
+}
+
 /// The first word of a free block.
 #[repr(C)]
 pub struct Block {

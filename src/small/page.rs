@@ -73,12 +73,11 @@ struct Local {
     free: Cell<*mut Block>,
     /// End of the bump area (a whole number of blocks past `start`).
     end: Cell<usize>,
-    /// Blocks handed out and not yet freed, except while the page is full:
-    /// then 1, so that the next free reaches the heap's slow path through
-    /// the same countdown that reports an emptied page.
+    /// Blocks handed out and not yet freed, except while the page is full
+    /// (then every block is out): 1, so that the next free reaches the
+    /// heap's slow path through the same countdown that reports an emptied
+    /// page.
     countdown: Cell<u32>,
-    /// Blocks handed out while the page is full.
-    held: Cell<u32>,
     full: Cell<bool>,
     in_ring: Cell<bool>,
     class: Cell<u8>,
@@ -101,7 +100,7 @@ impl Page {
         if !block.is_null() {
             match self.index(block as usize) {
                 Some(i) if self.set_live(i) => {}
-                _ => error::corrupted(block.cast()),
+                _ => error::corrupted(block.cast(), b"free block overwritten"),
             }
             // SAFETY: the block is a block of this page (checked above), not
             // live, and ours to read.
@@ -294,7 +293,7 @@ impl Page {
 
     /// Blocks handed out and not freed.
     pub fn used(&self) -> usize {
-        (if self.local.full.get() { self.local.held.get() } else { self.local.countdown.get() }) as usize
+        if self.local.full.get() { self.capacity() } else { self.local.countdown.get() as usize }
     }
 
     /// Whether the page is off its class queue because it had no free block.
@@ -305,14 +304,14 @@ impl Page {
     /// Takes the page off its queue as full: the next free that reaches it
     /// ends the countdown.
     pub fn set_full(&self) {
-        self.local.held.set(self.local.countdown.get());
+        debug_assert_eq!(self.local.countdown.get() as usize, self.capacity());
         self.local.countdown.set(1);
         self.local.full.set(true);
     }
 
     /// The countdown ended on a full page: one block came back.
     pub fn clear_full(&self) {
-        self.local.countdown.set(self.local.held.get() - 1);
+        self.local.countdown.set(self.capacity() as u32 - 1);
         self.local.full.set(false);
     }
 
@@ -350,7 +349,6 @@ impl Page {
         let size = class_size(class);
         self.local.free.set(null_mut());
         self.local.countdown.set(0);
-        self.local.held.set(0);
         self.local.full.set(false);
         self.local.in_ring.set(false);
         self.local.class.set(class as u8);
@@ -385,7 +383,7 @@ impl Page {
     }
 
     /// Blocks of the page's class that fit its area.
-    pub(super) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         (self.local.end.get() - self.start()) / self.block_size()
     }
 }

@@ -153,11 +153,6 @@ mod tests {
     use core::ptr::null_mut;
 
     #[test]
-    fn header_fits() {
-        const { assert!(HEADER_SIZE <= 2 * PAGE_SIZE) };
-    }
-
-    #[test]
     fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
         let seg = SmallSegment::create(null_mut()).unwrap();
         // SAFETY: the segment is ours for the test, until destroyed below.

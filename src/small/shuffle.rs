@@ -1,5 +1,6 @@
 //! Secure mode: the fresh blocks of a page in a random order.
 
+use super::block;
 use super::page::Page;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -9,7 +10,7 @@ impl Page {
     /// block count visit each block once), so the address of the next block
     /// cannot be predicted from the last. Costs a write to every block.
     pub fn shuffle(&self, start: usize) {
-        let seed = (start ^ random_word()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+        let seed = (start ^ block::key()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
         let n = self.capacity();
         let mut rng = seed;
         let first = (splitmix64(&mut rng) % n as u64) as usize;
@@ -19,19 +20,6 @@ impl Page {
         }
         self.push_fresh((0..n).rev().map(|i| (first + i * stride) % n));
     }
-}
-
-/// A per-process random word (read once).
-fn random_word() -> usize {
-    static WORD: AtomicUsize = AtomicUsize::new(0);
-    let mut w = WORD.load(Relaxed);
-    if w == 0 {
-        let mut bytes = [0u8; size_of::<usize>()];
-        crate::sys::random::random_bytes(&mut bytes);
-        w = usize::from_ne_bytes(bytes) | 1;
-        WORD.store(w, Relaxed);
-    }
-    w
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {

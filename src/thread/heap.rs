@@ -56,6 +56,9 @@ pub struct Counters {
     pub remote_frees: Counter,
 }
 
+/// How a posted block with a bad link is reported.
+const OVERWRITTEN_POSTED: &[u8] = b"link of a block freed by another thread overwritten";
+
 /// What only the owner touches. All zero is a valid empty heap.
 pub struct Local {
     /// Per class, the pages that may have free blocks; the head serves.
@@ -262,7 +265,7 @@ impl Owner<'_> {
         let mut block = self.heap.inbox.take_all();
         while !block.is_null() {
             let Some(page) = self.page_of_own(block) else {
-                error::corrupted_remote(block.cast());
+                error::corrupted(block.cast(), OVERWRITTEN_POSTED);
             };
             // SAFETY: the block lies in a live small segment of this heap,
             // so its words are readable; `page` holds it.
@@ -278,7 +281,7 @@ impl Owner<'_> {
                         self.countdown_ended(page);
                     }
                 }
-                Err(BadBlock::Invalid) => error::corrupted_remote(block.cast()),
+                Err(BadBlock::Invalid) => error::corrupted(block.cast(), OVERWRITTEN_POSTED),
                 Err(BadBlock::DoubleFree) => {
                     error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
                     return;
