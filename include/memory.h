@@ -49,7 +49,6 @@ struct memory_class_stats {
     uint64_t allocations;     /* blocks handed out, ever */
     uint64_t frees;           /* blocks returned, ever */
     uint64_t live_blocks;     /* allocations - frees */
-    uint64_t requested_bytes; /* sum of requested sizes, ever */
 };
 
 struct memory_stats {
@@ -62,7 +61,7 @@ struct memory_stats {
     uint64_t small_allocations; /* blocks up to 16 KiB */
     uint64_t small_frees;
     uint64_t small_live_bytes;      /* in class-sized blocks */
-    uint64_t small_requested_bytes; /* sum of requested sizes, ever */
+    uint64_t requested_bytes;   /* sum of requested sizes (small and large), ever */
     uint64_t remote_frees;      /* small blocks freed by another thread */
     uint64_t large_allocations; /* best-fit regions up to LARGE_MAX */
     uint64_t large_frees;
@@ -76,6 +75,15 @@ struct memory_stats {
 
 /* Fills *out with a snapshot; returns 0, or -1 if out is NULL. */
 int memory_stats(struct memory_stats *out);
+
+/* ---- Heap profile -------------------------------------------------------
+ * With MALLOCATOR_PROFILE=<prefix> (or MALLOCATOR_LEAKS=1) set, allocations
+ * are sampled, one per MALLOCATOR_PROFILE_RATE bytes on average (512 KiB).
+ * Writes the profile (pprof's profile.proto, gzipped) to path, or to
+ * <prefix>.<pid>.pb.gz if path is NULL. Returns 0, or -1 with errno set:
+ * EINVAL if profiling is off (or path is NULL without a prefix), else what
+ * open or write said. Read it with `mallocator-prof` or `go tool pprof`. */
+int memory_profile_dump(const char *path);
 
 /* Writes the statistics as a readable table to the file descriptor fd. */
 void memory_stats_print(int fd);

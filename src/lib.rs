@@ -13,6 +13,8 @@
 //! - `small`: [`size_class`]es, blocks, pages (slabs), small segments.
 //! - `large`: the best-fit, coalescing region allocator above the largest
 //!   class, huge mappings, and the resident budget for both.
+//! - `profiler`: the sampling heap profiler: stacks of sampled blocks, the
+//!   pprof file, the leak report.
 //! - `thread`: per-thread heaps, the slot that finds them, the pool that hands
 //!   them to new threads.
 //! - `api`: the entry points ([`alloc`]), the C ABI ([`ffi`]), the malloc
@@ -28,6 +30,7 @@ mod api;
 mod diag;
 mod large;
 mod os;
+mod profiler;
 mod segment;
 mod small;
 mod sys;
@@ -35,5 +38,5 @@ mod thread;
 
 #[cfg(feature = "malloc")]
 pub use api::malloc;
-pub use api::{Mallocator, alloc, ffi, stats};
+pub use api::{Mallocator, alloc, ffi, profile, stats};
 pub use small::size_class;

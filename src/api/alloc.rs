@@ -45,6 +45,7 @@ pub fn init() {
     }
     block::set_key(usize::from_ne_bytes(key));
     options::init();
+    crate::profiler::init();
     thread::init();
     INIT.store(DONE, Ordering::Release);
 }
@@ -93,7 +94,7 @@ pub fn c_size(size: usize) -> usize {
 fn alloc_cold(size: usize, align: usize) -> *mut u8 {
     let p = match route(size, align) {
         Route::Small(size) => alloc_small(size),
-        Route::Large => large::alloc(size, align).0,
+        Route::Large => alloc_large(size, align).0,
     };
     if p.is_null() {
         crate::sys::errno::set_errno(libc::ENOMEM);
@@ -108,7 +109,7 @@ fn alloc_cold(size: usize, align: usize) -> *mut u8 {
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     let (p, zeroed) = match route(size, align) {
         Route::Small(size) => (alloc_small(size), false),
-        Route::Large => large::alloc(size, align),
+        Route::Large => alloc_large(size, align),
     };
     if p.is_null() {
         crate::sys::errno::set_errno(libc::ENOMEM);
@@ -127,6 +128,32 @@ fn alloc_small(size: usize) -> *mut u8 {
     }
     // SAFETY: the calling thread owns its heap.
     unsafe { (*heap).owner().alloc(class_of(size), size) }
+}
+
+/// A large block (and whether it reads as zeros), sampled for the heap
+/// profile when the thread's countdown says so.
+fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
+    sampled_if_due(size, || large::alloc(size, align))
+}
+
+/// Runs `alloc`, which serves `size` bytes outside the thread heap, and
+/// records the block for the profiler if it is a sample.
+fn sampled_if_due(size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut u8, bool) {
+    let heap = thread::heap_if_any();
+    // SAFETY: the calling thread owns its heap.
+    if heap.is_null() || !unsafe { (*heap).owner().take_sample(size) } {
+        return alloc();
+    }
+    // SAFETY: as above; no `Owner` of it is alive.
+    unsafe {
+        (*heap).sampling(|| {
+            let r = alloc();
+            if !r.0.is_null() {
+                crate::profiler::record(r.0, size);
+            }
+            r
+        })
+    }
 }
 
 /// Where a request goes: a small class (with the size that gives the
@@ -185,6 +212,8 @@ unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
         }
         return;
     };
+    // A sampled block is forgotten before its memory can be reused.
+    crate::profiler::forget(p);
     // SAFETY: per the contract, a live segment containing `p`.
     let result = unsafe {
         match (*seg.as_ptr()).kind {
@@ -303,7 +332,10 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Large => new_size > MAX_SMALL && align <= OS_PAGE && large::resize_in_place(block.seg, p, new_size),
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
+                // A sampled block keeps its record where `mremap` moves it.
+                let record = crate::profiler::detach(p);
                 let q = large::resize_huge(block.seg, p, new_size);
+                crate::profiler::attach(if q.is_null() { p } else { q }, record);
                 if q.is_null() {
                     crate::sys::errno::set_errno(libc::ENOMEM);
                 }
@@ -316,7 +348,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         return p;
     }
     let q = if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
-        match large::alloc_mapped(new_size) {
+        match sampled_if_due(new_size, || (large::alloc_mapped(new_size), false)).0 {
             q if q.is_null() => alloc(new_size, align),
             q => q,
         }

@@ -4,7 +4,7 @@
 use crate::api::alloc;
 use crate::api::stats::{self, MemoryStats};
 use crate::diag::options;
-use core::ffi::{c_int, c_void};
+use core::ffi::{CStr, c_char, c_int, c_void};
 
 /// `void *allocate(unsigned int size)`: malloc semantics.
 #[unsafe(no_mangle)]
@@ -43,6 +43,24 @@ pub extern "C" fn memory_stats_print(fd: c_int) {
     stats::print(fd);
 }
 
+/// `int memory_profile_dump(const char *path)`: writes the heap profile;
+/// 0, or -1 with `errno` set.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memory_profile_dump(path: *const c_char) -> c_int {
+    // SAFETY: per the contract.
+    let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });
+    match crate::api::profile::dump(path) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::sys::errno::set_errno(e);
+            -1
+        }
+    }
+}
+
 /// Runs when the library is loaded (also under `dlopen`).
 extern "C" fn on_load() {
     alloc::init();
@@ -59,6 +77,7 @@ extern "C" fn on_unload() {
     if options::print_stats() {
         stats::print(2);
     }
+    crate::profiler::at_exit();
     let heap = crate::thread::heap_if_any();
     if !heap.is_null() {
         // SAFETY: the calling thread owns its heap.

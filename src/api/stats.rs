@@ -21,7 +21,6 @@ pub struct ClassStats {
     pub allocations: u64,
     pub frees: u64,
     pub live_blocks: u64,
-    pub requested_bytes: u64,
 }
 
 /// A snapshot of all counters (`struct memory_stats` in `memory.h`).
@@ -37,7 +36,8 @@ pub struct MemoryStats {
     pub small_allocations: u64,
     pub small_frees: u64,
     pub small_live_bytes: u64,
-    pub small_requested_bytes: u64,
+    /// Sum of the sizes asked for through thread heaps, small and large.
+    pub requested_bytes: u64,
     pub remote_frees: u64,
     pub large_allocations: u64,
     pub large_frees: u64,
@@ -69,7 +69,7 @@ pub fn snapshot() -> MemoryStats {
         small_allocations: 0,
         small_frees: 0,
         small_live_bytes: 0,
-        small_requested_bytes: 0,
+        requested_bytes: 0,
         remote_frees: 0,
         large_allocations: LARGE_ALLOCATIONS.get(),
         large_frees: LARGE_FREES.get(),
@@ -83,10 +83,10 @@ pub fn snapshot() -> MemoryStats {
     crate::thread::for_each_heap(|heap| {
         let c = &heap.counters;
         s.remote_frees += c.remote_frees.get();
+        s.requested_bytes += c.requested();
         for (class, out) in s.classes.iter_mut().enumerate().take(NUM_CLASSES) {
             out.allocations += c.allocations[class].get();
             out.frees += c.frees[class].get();
-            out.requested_bytes += c.requested[class].get();
         }
     });
     for class in classes() {
@@ -96,7 +96,6 @@ pub fn snapshot() -> MemoryStats {
         s.small_allocations += c.allocations;
         s.small_frees += c.frees;
         s.small_live_bytes += c.live_blocks * c.block_size;
-        s.small_requested_bytes += c.requested_bytes;
     }
     s.classes_used = NUM_CLASSES as u32;
     s
@@ -147,14 +146,12 @@ pub fn print(fd: i32) {
             .push(b" KiB\n")
             .write_to(fd);
     }
-    Line::new().push(b"  class  block     allocs      frees       live   live KiB  requested%\n").write_to(fd);
+    Line::new().push(b"  requested ").dec(kib(s.requested_bytes)).push(b" KiB in all\n").write_to(fd);
+    Line::new().push(b"  class  block     allocs      frees       live   live KiB\n").write_to(fd);
     for (class, c) in s.classes.iter().enumerate().take(s.classes_used as usize) {
         if c.allocations == 0 {
             continue;
         }
-        // Requested bytes as a share of the block bytes handed out: 100
-        // minus the rounding loss of this class.
-        let used = c.requested_bytes * 100 / (c.allocations * c.block_size).max(1);
         Line::new()
             .dec_width(class as u64, 7)
             .dec_width(c.block_size, 7)
@@ -162,8 +159,7 @@ pub fn print(fd: i32) {
             .dec_width(c.frees, 11)
             .dec_width(c.live_blocks, 11)
             .dec_width(kib(c.live_blocks * c.block_size), 11)
-            .dec_width(used, 11)
-            .push(b"%\n")
+            .push(b"\n")
             .write_to(fd);
     }
 }

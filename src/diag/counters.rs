@@ -94,6 +94,31 @@ impl Counter {
     }
 }
 
+/// Bytes a heap may still hand out before its next sample (see
+/// `crate::profiler`): written by the owner, read by statistics. A plain
+/// word, so that counting down is one load, one subtraction and one store on
+/// both widths.
+#[derive(Default)]
+pub struct Countdown(core::sync::atomic::AtomicIsize);
+
+impl Countdown {
+    /// Counts `n` bytes down; true when the count passed zero.
+    #[inline(always)]
+    pub fn take(&self, n: usize) -> bool {
+        let left = self.0.load(Relaxed).wrapping_sub(n as isize);
+        self.0.store(left, Relaxed);
+        left < 0
+    }
+
+    pub fn get(&self) -> isize {
+        self.0.load(Relaxed)
+    }
+
+    pub fn set(&self, v: isize) {
+        self.0.store(v, Relaxed);
+    }
+}
+
 /// A counter any thread may add to (rare events only).
 pub struct Shared(pub AtomicU64);
 

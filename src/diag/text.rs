@@ -1,8 +1,9 @@
 //! Text output without allocation: a line built in a stack buffer, for
 //! diagnostics and the statistics table (both run where `malloc` may not).
 
-/// Longest line: a statistics row or a diagnostic fits with room to spare.
-const LINE_MAX: usize = 160;
+/// Longest line: a statistics row, a diagnostic or a leak report frame (a
+/// symbol and a library path) fits.
+const LINE_MAX: usize = 256;
 
 /// A fixed buffer for one line; text past its end is dropped.
 pub struct Line {
@@ -57,6 +58,14 @@ impl Line {
         }
         out[..n].reverse();
         n
+    }
+
+    /// Ends the line with a newline, over its last byte if it is full.
+    pub fn newline(&mut self) -> &mut Self {
+        if self.len == self.buf.len() {
+            self.len -= 1;
+        }
+        self.push(b"\n")
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -15,7 +15,7 @@
 //! go back at once, nothing is scanned).
 
 use super::remote::{Inbox, Outbox};
-use crate::diag::counters::Counter;
+use crate::diag::counters::{Countdown, Counter};
 use crate::diag::error::{self, BadBlock, Misuse, Op};
 use crate::diag::options;
 use crate::segment::{self, Kind};
@@ -50,10 +50,21 @@ pub struct Heap {
 pub struct Counters {
     pub allocations: [Counter; NUM_CLASSES],
     pub frees: [Counter; NUM_CLASSES],
-    /// Sum of the sizes asked for (the block size minus this is rounding).
-    pub requested: [Counter; NUM_CLASSES],
+    /// Bytes until the next heap-profile sample; the requested bytes so far
+    /// are `sample_at` minus this (see [`Counters::requested`]).
+    pub countdown: Countdown,
+    /// The requested bytes at which `countdown` reaches zero.
+    pub sample_at: Counter,
     /// Blocks other threads freed into this heap (counted at drain).
     pub remote_frees: Counter,
+}
+
+impl Counters {
+    /// Sum of the sizes asked for from this heap (small and large). Read
+    /// while the owner runs it may be off by one request.
+    pub fn requested(&self) -> u64 {
+        self.sample_at.get().wrapping_sub(self.countdown.get() as u64)
+    }
 }
 
 /// How a posted block with a bad link is reported.
@@ -79,6 +90,11 @@ pub struct Local {
     pub(super) abandoned: bool,
     /// Blocks this thread freed into other heaps, not yet posted.
     pub(super) outbox: Outbox,
+    /// The generator of sampling intervals (0: not seeded yet).
+    rng: u64,
+    /// A sample is being taken on this thread: allocations made meanwhile
+    /// (the stack unwinder's) are not sampled.
+    sampling: bool,
 }
 
 /// The owner's handle: made only by the thread that holds the heap.
@@ -143,6 +159,19 @@ impl Heap {
             }
         }
     }
+
+    /// Runs `f` (which takes a sample) with sampling off on this heap.
+    ///
+    /// # Safety
+    /// The calling thread holds the heap and has no `Owner` of it alive.
+    pub unsafe fn sampling<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: per the contract; each `Owner` lives for one statement.
+        unsafe { self.owner() }.local.sampling = true;
+        let r = f();
+        // SAFETY: as above.
+        unsafe { self.owner() }.local.sampling = false;
+        r
+    }
 }
 
 impl Owner<'_> {
@@ -156,7 +185,15 @@ impl Owner<'_> {
         // Counted first, so that neither value stays in a register across
         // the pop (that cost the fast path a stack frame); a failed
         // allocation takes it back.
-        self.count(class, size);
+        self.heap.counters.allocations[class].add(1);
+        if self.heap.counters.countdown.take(size) {
+            return self.sampled(class, size);
+        }
+        self.pop_or_slow(class)
+    }
+
+    #[inline(always)]
+    fn pop_or_slow(self, class: usize) -> *mut u8 {
         let page = self.local.queues[class];
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
@@ -165,28 +202,62 @@ impl Owner<'_> {
                 return p;
             }
         }
-        self.alloc_slow(class, size)
+        self.alloc_slow(class)
     }
 
-    #[inline(always)]
-    fn count(&self, class: usize, size: usize) {
-        let counters = &self.heap.counters;
-        counters.allocations[class].add(1);
-        counters.requested[class].add(size);
+    /// The countdown passed zero: start the next interval and, if profiling,
+    /// serve the request as a sample (out of line: the fast path above
+    /// needs no stack frame).
+    #[cold]
+    #[inline(never)]
+    fn sampled(mut self, class: usize, size: usize) -> *mut u8 {
+        if self.rearm() {
+            let heap = self.heap;
+            heap.counters.allocations[class].sub(1);
+            // SAFETY: this thread holds the heap; `self`, its only `Owner`,
+            // is not used again.
+            let p = unsafe { heap.sampling(|| crate::profiler::alloc_sampled(size)) };
+            if !p.is_null() {
+                return p;
+            }
+            heap.counters.allocations[class].add(1);
+            // SAFETY: as above.
+            self = unsafe { heap.owner() };
+        }
+        self.pop_or_slow(class)
+    }
+
+    /// Counts `size` bytes of a request the thread heap does not serve (a
+    /// large block); true if it is to be sampled.
+    pub fn take_sample(mut self, size: usize) -> bool {
+        self.heap.counters.countdown.take(size) && self.rearm()
+    }
+
+    /// Starts the next sampling interval after the countdown passed zero;
+    /// true if the request that passed it is to be sampled (profiling is on,
+    /// no sample is being taken, and the countdown had been armed: a heap's
+    /// first request only arms it).
+    fn rearm(&mut self) -> bool {
+        let c = &self.heap.counters;
+        let armed = c.sample_at.get() != 0;
+        let interval = crate::profiler::next_interval(&mut self.local.rng);
+        // The bytes past zero count as requested: `sample_at - countdown`
+        // stays the requested bytes.
+        c.sample_at.add(interval.wrapping_sub(c.countdown.get()) as usize);
+        c.countdown.set(interval);
+        armed && !self.local.sampling && crate::profiler::enabled()
     }
 
     /// The head page of the class had no block: post this thread's batches,
     /// take back what others freed, try the class's other pages, then a fresh
     /// page. Out of line, so the fast path above needs no stack frame.
     #[inline(never)]
-    fn alloc_slow(mut self, class: usize, size: usize) -> *mut u8 {
+    fn alloc_slow(mut self, class: usize) -> *mut u8 {
         self.local.outbox.flush();
         self.drain();
         let p = self.alloc_from_other_pages(class);
         if p.is_null() {
-            let counters = &self.heap.counters;
-            counters.allocations[class].sub(1);
-            counters.requested[class].sub(size);
+            self.heap.counters.allocations[class].sub(1);
             crate::sys::errno::set_errno(libc::ENOMEM);
         }
         p

@@ -1,0 +1,19 @@
+//! The heap profile, on demand: `mallocator::profile::dump` (Rust) and
+//! `memory_profile_dump` (C). Sampling is switched on by the environment
+//! (`MALLOCATOR_PROFILE=<prefix>`, `MALLOCATOR_LEAKS=1`) when the process
+//! starts; see the README's profiling section.
+
+use core::ffi::CStr;
+
+/// Whether allocations are being sampled.
+pub fn enabled() -> bool {
+    crate::profiler::enabled()
+}
+
+/// Writes the heap profile (pprof's `profile.proto`, gzipped) to `path`, or
+/// to `<prefix>.<pid>.pb.gz` with `None`. `Err(errno)`: `EINVAL` if
+/// profiling is off (or no path and no prefix), else what `open` or `write`
+/// said.
+pub fn dump(path: Option<&CStr>) -> Result<(), i32> {
+    crate::profiler::dump(path)
+}

@@ -1,0 +1,198 @@
+//! The sampling heap profiler (`MALLOCATOR_PROFILE=<prefix>`,
+//! `MALLOCATOR_LEAKS=1`).
+//!
+//! Each thread heap counts down the bytes it hands out; when the count
+//! passes zero the allocation that crossed it is sampled, and the count
+//! starts again from an exponentially distributed interval of mean
+//! `MALLOCATOR_PROFILE_RATE` bytes. The sample points then form a Poisson
+//! process over the allocated bytes, so a block of `s` bytes is sampled with
+//! chance `p = 1 - e^(-s/rate)` whatever came before it, and counting it as
+//! `1/p` blocks gives unbiased estimates (tcmalloc's and jemalloc's scheme).
+//! With profiling off the interval is effectively infinite: the countdown
+//! that replaced the requested-bytes counter is all the fast path pays.
+//!
+//! A sampled block is served by the large allocator (a page at least; small
+//! requests too), so that its `free` takes the large path, which asks the
+//! store to forget it; small frees never look. One sample in half a
+//! megabyte makes the page it costs negligible.
+
+mod gzip;
+mod leaks;
+mod maps;
+mod math;
+mod pprof;
+mod stack;
+mod store;
+mod symbols;
+
+use crate::diag::options;
+use crate::large;
+use crate::os::OS_PAGE;
+use crate::sys::lock::SpinLock;
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use store::{MAX_FRAMES, Store};
+
+pub use store::Detached;
+
+static STORE: SpinLock<Store> = SpinLock::new(Store::new());
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The interval with profiling off: never reached on 64-bit; on 32-bit
+/// every GiB a heap allocates costs one trip through the slow path.
+pub const OFF: isize = isize::MAX / 2;
+
+/// Reads the options (after `options::init`).
+pub fn init() {
+    ENABLED.store(options::profile_prefix().is_some() || options::leaks(), Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Relaxed)
+}
+
+/// Bytes until the next sample: exponential with mean the sampling rate
+/// (`-ln(u) * rate`, `u` uniform in (0, 1]), from the heap's generator.
+pub fn next_interval(rng: &mut u64) -> isize {
+    if !enabled() {
+        return OFF;
+    }
+    if *rng == 0 {
+        // Seeded by the address of the heap's generator and the clock: each
+        // heap draws its own sequence.
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        *rng = (rng as *mut u64 as u64 ^ ts.tv_nsec as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    }
+    // xorshift64*: fast, and good to far more than the 53 bits used.
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    let bits = rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+    let u = (bits + 1) as f64 / (1u64 << 53) as f64;
+    let interval = -math::ln(u) * options::profile_rate() as f64;
+    (interval as isize).clamp(1, OFF)
+}
+
+/// Serves a sampled small request: a large block (see the module comment),
+/// recorded. Null if no memory (the caller serves the request unsampled).
+pub fn alloc_sampled(size: usize) -> *mut u8 {
+    let (p, _) = large::alloc(size, OS_PAGE);
+    if !p.is_null() {
+        record(p, size);
+    }
+    p
+}
+
+/// Records a sampled block of `size` bytes at `p`, allocated from the
+/// calling stack.
+pub fn record(p: *mut u8, size: usize) {
+    let mut frames = [0usize; MAX_FRAMES];
+    let n = stack::capture(&mut frames);
+    let weight = 1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64);
+    STORE.lock().record(p as usize, size, weight, &frames[..n]);
+}
+
+/// The large or huge block at `p` is being freed: if it was sampled, its
+/// stack no longer holds it. Called before the block can be reused.
+pub fn forget(p: *mut u8) {
+    if enabled() {
+        STORE.lock().forget(p as usize);
+    }
+}
+
+/// Takes the record of `p` out while the block moves (`mremap`).
+pub fn detach(p: *mut u8) -> Option<Detached> {
+    if enabled() { STORE.lock().detach(p as usize) } else { None }
+}
+
+/// Puts a record back for the block now at `p`.
+pub fn attach(p: *mut u8, record: Option<Detached>) {
+    if let Some(d) = record {
+        STORE.lock().attach(p as usize, d);
+    }
+}
+
+/// Longest default file name: the prefix, a dot, a pid, `.pb.gz`, NUL.
+const PATH_MAX: usize = 4096;
+
+/// Writes the profile to `path`, or to `<prefix>.<pid>.pb.gz` without one.
+/// `Err(errno)`: `EINVAL` if profiling is off or there is no path,
+/// `ENAMETOOLONG`, or what `open`/`write` or a mapping said.
+pub fn dump(path: Option<&CStr>) -> Result<(), i32> {
+    if !enabled() {
+        return Err(libc::EINVAL);
+    }
+    let mut name = [0u8; PATH_MAX];
+    let path = match path {
+        Some(p) => p.to_bytes_with_nul(),
+        None => default_path(&mut name)?,
+    };
+    // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    } as libc::c_int;
+    if fd < 0 {
+        return Err(errno());
+    }
+    let written = write_profile(fd);
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+    if written { Ok(()) } else { Err(errno()) }
+}
+
+fn write_profile(fd: libc::c_int) -> bool {
+    let Some(maps) = maps::Maps::read() else { return false };
+    let Some(mut out) = gzip::Gzip::new(fd) else { return false };
+    let ok = pprof::write(&mut out, &STORE.lock(), &maps, options::profile_rate());
+    out.finish() && ok
+}
+
+fn default_path(buf: &mut [u8; PATH_MAX]) -> Result<&[u8], i32> {
+    let prefix = options::profile_prefix().ok_or(libc::EINVAL)?;
+    let mut pid = crate::diag::text::Line::new();
+    // SAFETY: getpid has no preconditions.
+    pid.push(b".").dec(unsafe { libc::getpid() } as u64).push(b".pb.gz\0");
+    let (a, b) = (prefix.len(), pid.as_bytes().len());
+    if a + b > buf.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    buf[..a].copy_from_slice(prefix);
+    buf[a..a + b].copy_from_slice(pid.as_bytes());
+    Ok(&buf[..a + b])
+}
+
+fn errno() -> i32 {
+    // SAFETY: reads this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// At exit (the library's finalizer): the profile file and the leak report,
+/// as asked for. A failed write is reported on stderr.
+pub fn at_exit() {
+    if options::profile_prefix().is_some() && dump(None).is_err() {
+        crate::sys::errno::write_fd(2, b"mallocator: could not write the heap profile\n");
+    }
+    if options::leaks() {
+        leaks::report(&STORE.lock());
+    }
+}
+
+/// Holds the profile's lock across `fork` (see [`crate::api::fork`]).
+pub fn lock_for_fork() {
+    STORE.lock_forever();
+}
+
+/// # Safety
+/// After [`lock_for_fork`], in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { STORE.force_unlock() };
+}
