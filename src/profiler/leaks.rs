@@ -34,6 +34,11 @@ pub fn report(store: &Store) {
     head.push(b"mallocator: leaks: ").dec(stacks).push(b" stacks hold ").dec(bytes as u64).push(b" bytes in ");
     head.dec((blocks + 0.5) as u64).push(b" blocks at exit (estimated: one sample per ");
     head.dec(options::profile_rate() as u64).push(b" bytes)").newline().write_to(2);
+    if store.dropped != 0 {
+        let mut lost = Line::new();
+        lost.push(b"mallocator: leaks: ").dec(store.dropped).push(b" samples lost (no memory for the profile)");
+        lost.newline().write_to(2);
+    }
     let Some(maps) = Maps::read() else { return };
     let own = Own::find(&maps);
     for (rank, &(_, b)) in top.iter().take_while(|(_, b)| !b.is_null()).enumerate() {

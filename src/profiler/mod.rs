@@ -63,6 +63,7 @@ pub fn next_interval(rng: &mut u64) -> isize {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `ts` is a valid out-pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        // Times 2^64 / golden ratio spreads the few changing bits over all.
         *rng = (rng as *mut u64 as u64 ^ ts.tv_nsec as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     }
     // xorshift64*: fast, and good to far more than the 53 bits used.

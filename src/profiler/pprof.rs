@@ -190,6 +190,8 @@ impl Locations {
     }
 
     fn id(&mut self, addr: usize) -> u64 {
+        // Fibonacci hashing (2^32 / golden ratio): return addresses differ
+        // in their low bits, which the product carries upwards.
         let mut i = addr.wrapping_mul(0x9e37_79b9) & (self.cap - 1);
         loop {
             let next_id = self.next_id;

@@ -113,6 +113,8 @@ impl Store {
 
     /// The bucket of `frames`, made if new.
     fn bucket(&mut self, frames: &[usize]) -> Option<*mut Bucket> {
+        // FNV-1a's prime over rotated words: cheap, and distinct stacks of
+        // the same frames in another order hash apart.
         let hash = frames.iter().fold(0x9e37_79b9_usize, |h, &f| (h.rotate_left(5) ^ f).wrapping_mul(0x0100_0193));
         // SAFETY: `buckets` has BUCKET_HEADS heads; chains hold buckets.
         unsafe {
