@@ -3,10 +3,12 @@
 SHELL := /bin/bash
 LIB32 := target/i686-unknown-linux-gnu/release/libmemory.so
 LIB64 := target/x86_64-unknown-linux-gnu/release/libmemory.so
+# The profile tool runs on the build machine only: one width, the host's.
+PROF = cargo $(1) --release -p mallocator-prof --target x86_64-unknown-linux-gnu
 
 PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test test-rust test-c test-install test-bench test-fuzz lint install bench clean
+.PHONY: all setup build demo test test-rust test-c test-install test-profile test-bench test-fuzz lint install bench clean
 
 all: setup build demo
 
@@ -16,18 +18,21 @@ setup:
 	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] && [ -f "$$(g++ -m32 -print-file-name=libstdc++.so)" ] && \
 	  command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib g++-multilib pkg-config sqlite3; }
+	@command -v go >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
 
 build: setup
 	cargo build --release
+	$(call PROF,build)
 
 demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-c test-install test-bench test-fuzz lint
+test: build test-rust test-c test-install test-profile test-bench test-fuzz lint
 
 test-rust:
 	cargo test --release
+	$(call PROF,test)
 
 test-c: build
 	$(MAKE) -C test BITS=32 run
@@ -52,6 +57,12 @@ test-install: build
 	gcc -m32 -o $$tmp/check32 test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib32/pkgconfig pkg-config --cflags --libs memory) && \
 	$$tmp/check32
 
+# The heap profiler end to end: sampled shares checked by mallocator-prof and
+# go tool pprof, the leak report, a flame graph of python3 (test/profile/).
+test-profile: build
+	test/profile/run.sh 32
+	test/profile/run.sh 64
+
 # The benchmark suite against glibc, jemalloc, tcmalloc and mimalloc:
 # bench/results/REPORT.md and SVG charts (QUICK=1: about a minute).
 bench: build
@@ -69,6 +80,7 @@ test-fuzz:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --all-targets -- -D warnings
+	$(call PROF,clippy) --all-targets -- -D warnings
 
 clean:
 	cargo clean

@@ -1,6 +1,6 @@
 //! Statistics count what happens: allocations, frees, remote frees, large and
-//! huge blocks, mappings. One test per process keeps other allocations (the
-//! test harness's) out of the class used here.
+//! huge blocks, mappings. The tests take turns (the harness runs them on
+//! threads of one process, and the requested-bytes total is the process's).
 
 use mallocator::alloc::{alloc, free};
 use mallocator::stats::snapshot;
@@ -8,8 +8,11 @@ use mallocator::stats::snapshot;
 /// A class the harness does not use: 14 KiB blocks.
 const SIZE: usize = 13_000;
 
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn counters_follow_allocations_frees_and_threads() {
+    let _turn = TURN.lock().unwrap();
     let class = mallocator::size_class::class_of(SIZE);
     let before = snapshot();
     let blocks: Vec<usize> = (0..100).map(|_| alloc(SIZE, 8) as usize).collect();
@@ -49,6 +52,7 @@ fn counters_follow_allocations_frees_and_threads() {
 
 #[test]
 fn large_and_huge_blocks_and_mappings_are_counted() {
+    let _turn = TURN.lock().unwrap();
     let before = snapshot();
     let large = alloc(100 * 1024, 8);
     let huge = alloc(64 << 20, 8);

@@ -53,6 +53,9 @@ def parse_args(argv):
                    help="instead of timing: run each workload once per allocator under "
                         "valgrind --tool=callgrind and report instructions per operation "
                         "(written to OUT/instructions.json and a section of REPORT.md)")
+    p.add_argument("--profiled", action="store_true",
+                   help="also run libmemory with its heap profiler on (MALLOCATOR_PROFILE, default "
+                        "rate), as the allocator %s: the profiler's cost" % mb_plan.PROFILED)
     return p.parse_args(argv)
 
 
@@ -99,6 +102,10 @@ def main(argv=None):
     widths = [int(args.bits)] if args.bits else [64, 32]
     allocs_by_bits, missing, ours_info = {}, {}, {}
     wanted = set(args.allocs.split(",")) | {mb_plan.OURS, mb_plan.BASELINE} if args.allocs else None
+    profiles = os.path.join(args.build, "profiles")
+    if args.profiled:
+        shutil.rmtree(profiles, ignore_errors=True)
+        os.makedirs(profiles)
     for bits in widths:
         found = mb_plan.find_allocators(bits)
         if not os.path.isfile(found[1].preload):
@@ -113,7 +120,10 @@ def main(argv=None):
                                                        time.localtime(os.path.getmtime(src)))}
         names = {a.name for a in found}
         missing[str(bits)] = [n for n, _ in mb_plan.COMPETITORS if n not in names]
-        allocs_by_bits[bits] = [a for a in found if wanted is None or a.name in wanted]
+        if args.profiled:
+            found.insert(2, mb_plan.profiled(found[1], profiles))
+        allocs_by_bits[bits] = [a for a in found
+                                if wanted is None or a.name in wanted or a.name == mb_plan.PROFILED]
         for bits_dir in (os.path.join(args.build, str(bits)),):
             if not os.path.isfile(os.path.join(bits_dir, "workset")):
                 print("bench: workloads not built in %s (run `make -C bench`)" % bits_dir,

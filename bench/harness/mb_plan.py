@@ -1,4 +1,5 @@
 """What the Mallocator benchmark runs: allocators, workloads, the order."""
+import dataclasses
 import glob
 import os
 from dataclasses import dataclass
@@ -7,6 +8,9 @@ BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 OURS = "libmemory"
 BASELINE = "glibc"
+# libmemory with the heap profiler on at its default rate (--profiled): a
+# column of its own, so that libmemory/libmemory+prof is the profiler's cost.
+PROFILED = "libmemory+prof"
 
 LIBDIRS = {64: "/usr/lib/x86_64-linux-gnu", 32: "/usr/lib/i386-linux-gnu"}
 TRIPLES = {64: "x86_64-unknown-linux-gnu", 32: "i686-unknown-linux-gnu"}
@@ -23,6 +27,7 @@ COMPETITORS = [
 class Allocator:
     name: str
     preload: object  # path of the library to LD_PRELOAD, None for glibc
+    env: tuple = ()  # extra environment (key, value) pairs of its runs
 
 
 def ours_path(bits, repo=REPO_DIR):
@@ -60,7 +65,14 @@ def snapshot(alloc, dest_dir):
     os.replace(tmp, dest)
     with open(dest, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    return Allocator(alloc.name, dest), digest
+    return dataclasses.replace(alloc, preload=dest), digest
+
+
+def profiled(ours, profile_dir):
+    """Ours with MALLOCATOR_PROFILE on: each run writes its profile (the
+    cost of writing it included) under profile_dir."""
+    return Allocator(PROFILED, ours.preload,
+                     (("MALLOCATOR_PROFILE", os.path.join(profile_dir, "profile")),))
 
 
 def thread_counts(nproc):

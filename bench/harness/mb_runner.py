@@ -77,7 +77,7 @@ def run_workload(workload, alloc, bits, bin_dir, timeout=600.0, spawn=None):
     """Runs one (workload, allocator, width) and returns the run record
     (without the pass/fail verdict, see mb_output.check_run)."""
     argv = [a.replace("{bin}", bin_dir) for a in workload.argv]
-    env = child_env(workload.env)
+    env = child_env(workload.env + alloc.env)
     run = run_process(argv, alloc.preload, env, workload.stdin, timeout, spawn)
     if workload.result_from_stdout_hash:
         run["result"] = {"check": hashlib.sha256(run["stdout"].encode()).hexdigest()[:16]}

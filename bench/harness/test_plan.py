@@ -4,6 +4,7 @@ import tempfile
 import unittest
 
 import mb_plan
+import mb_runner
 
 
 class Schedule(unittest.TestCase):
@@ -143,6 +144,19 @@ class FindAllocators(unittest.TestCase):
             self.assertEqual(found[1].preload,
                              "/repo/target/x86_64-unknown-linux-gnu/release/libmemory.so")
             self.assertEqual(found[3].preload, os.path.join(d, "libmimalloc.so.2.0"))
+
+    def test_profiled_keeps_its_environment_through_the_snapshot(self):
+        with tempfile.TemporaryDirectory() as d:
+            lib = os.path.join(d, "libmemory.so")
+            with open(lib, "w") as f:
+                f.write("not a library")
+            ours = mb_plan.Allocator(mb_plan.OURS, lib)
+            prof, _ = mb_plan.snapshot(mb_plan.profiled(ours, "/p"), os.path.join(d, "copy"))
+            self.assertEqual(prof.name, mb_plan.PROFILED)
+            self.assertEqual(prof.preload, os.path.join(d, "copy", "libmemory.so"))
+            self.assertEqual(prof.env, (("MALLOCATOR_PROFILE", "/p/profile"),))
+            env = mb_runner.child_env(prof.env)
+            self.assertEqual(env["MALLOCATOR_PROFILE"], "/p/profile")
 
 
 if __name__ == "__main__":

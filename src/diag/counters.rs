@@ -95,14 +95,15 @@ impl Counter {
 }
 
 /// Bytes a heap may still hand out before its next sample (see
-/// `crate::profiler`): written by the owner, read by statistics. A plain
-/// word, so that counting down is one load, one subtraction and one store on
-/// both widths.
+/// `crate::profiler`): written by the owner, read by statistics. On x86 the
+/// heap counts it down itself, in one instruction (`Heap::count_down`).
 #[derive(Default)]
+#[repr(transparent)]
 pub struct Countdown(core::sync::atomic::AtomicIsize);
 
 impl Countdown {
     /// Counts `n` bytes down; true when the count passed zero.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
     #[inline(always)]
     pub fn take(&self, n: usize) -> bool {
         let left = self.0.load(Relaxed).wrapping_sub(n as isize);

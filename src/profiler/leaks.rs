@@ -31,7 +31,8 @@ pub fn report(store: &Store) {
         }
     });
     let mut head = Line::new();
-    head.push(b"mallocator: leaks: ").dec(stacks).push(b" stacks hold ").dec(bytes as u64).push(b" bytes in ");
+    let noun: &[u8] = if stacks == 1 { b" stack holds " } else { b" stacks hold " };
+    head.push(b"mallocator: leaks: ").dec(stacks).push(noun).dec(bytes as u64).push(b" bytes in ");
     head.dec((blocks + 0.5) as u64).push(b" blocks at exit (estimated: one sample per ");
     head.dec(options::profile_rate() as u64).push(b" bytes)").newline().write_to(2);
     if store.dropped != 0 {

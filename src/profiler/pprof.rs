@@ -11,9 +11,11 @@ use super::gzip::Gzip;
 use super::maps::Maps;
 use super::stack::{Own, call_site};
 use super::store::{Bucket, MAX_FRAMES, Store};
+use super::symbols;
 use crate::os::{self, OS_PAGE};
 
-/// `string_table`: index 0 must be "". Mapping file names follow these.
+/// `string_table`: index 0 must be "". Mapping file names and build ids
+/// follow these.
 const STRINGS: [&[u8]; 8] =
     [b"", b"alloc_objects", b"count", b"alloc_space", b"bytes", b"inuse_objects", b"inuse_space", b"space"];
 /// (type, unit) string indexes of the four values of every sample.
@@ -112,16 +114,30 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
         put(out, field::SAMPLE_TYPE, value_type(kind, unit).bytes());
     }
     store.for_each_bucket(|b| put(out, field::SAMPLE, sample(b, &own, &mut locations).bytes()));
-    let mut mapping_count = 0;
+    for s in STRINGS {
+        put(out, field::STRING_TABLE, s);
+    }
+    // Each mapping's file name and build id go into the string table just
+    // before it (a repeated field's elements keep their order, however the
+    // other fields interleave), so that no table of them need be kept.
+    let mut strings = STRINGS.len() as u64;
     for (i, m) in maps.code().enumerate() {
         let mut msg = Msg::new();
         msg.uint(1, i as u64 + 1);
         msg.uint(2, m.start as u64);
         msg.uint(3, m.end as u64);
         msg.uint(4, m.offset as u64);
-        msg.uint(5, (STRINGS.len() + i) as u64);
+        put(out, field::STRING_TABLE, m.path);
+        msg.uint(5, strings);
+        strings += 1;
+        let mut hex = [0; symbols::BUILD_ID_HEX];
+        let id = symbols::build_id(m.path, &mut hex);
+        if !id.is_empty() {
+            put(out, field::STRING_TABLE, id);
+            msg.uint(6, strings);
+            strings += 1;
+        }
         put(out, field::MAPPING, msg.bytes());
-        mapping_count += 1;
     }
     locations.for_each(|id, addr| {
         let mut msg = Msg::new();
@@ -132,12 +148,6 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
         msg.uint(3, addr as u64);
         put(out, field::LOCATION, msg.bytes());
     });
-    for s in STRINGS {
-        put(out, field::STRING_TABLE, s);
-    }
-    for m in maps.code().take(mapping_count) {
-        put(out, field::STRING_TABLE, m.path);
-    }
     put_uint(out, field::TIME_NANOS, now_nanos());
     put(out, field::PERIOD_TYPE, value_type(7, 4).bytes());
     put_uint(out, field::PERIOD, rate as u64);

@@ -25,6 +25,61 @@ pub fn describe(line: &mut Line, addr: usize, m: &Mapping) {
     }
 }
 
+/// Longest build id written: GNU ld's are 20 bytes (SHA-1), `--build-id=0x…`
+/// allows any length; longer ones are left out.
+const BUILD_ID_MAX: usize = 32;
+/// Room for a build id in hex.
+pub const BUILD_ID_HEX: usize = 2 * BUILD_ID_MAX;
+
+/// The file's GNU build id (`.note.gnu.build-id`) in hex, in `out`; empty
+/// if it has none or cannot be read.
+pub fn build_id<'a>(path: &[u8], out: &'a mut [u8; BUILD_ID_HEX]) -> &'a [u8] {
+    let mut len = 0;
+    with_file(path, |data| {
+        let Some(id) = data.and_then(gnu_build_id) else { return };
+        if id.len() <= BUILD_ID_MAX {
+            for (pair, &b) in out.chunks_exact_mut(2).zip(id) {
+                pair.copy_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            }
+            len = 2 * id.len();
+        }
+    });
+    &out[..len]
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The descriptor of the `NT_GNU_BUILD_ID` note in a `PT_NOTE` segment.
+fn gnu_build_id(data: &[u8]) -> Option<&[u8]> {
+    let e = Elf::new(data)?;
+    let (phoff, phentsize, phnum) = e.program_headers()?;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        // PT_NOTE; its file offset and size are the 2nd and 5th words.
+        if e.int(ph, 4)? != 4 {
+            continue;
+        }
+        let (mut at, size) =
+            if e.wide { (e.int(ph + 8, 8)?, e.int(ph + 32, 8)?) } else { (e.int(ph + 4, 4)?, e.int(ph + 16, 4)?) };
+        let end = at.checked_add(size)?;
+        // Notes: name size, descriptor size, type, then name and
+        // descriptor, each padded to 4 bytes.
+        while at + 12 <= end {
+            let (namesz, descsz, kind) = (e.int(at, 4)?, e.int(at + 4, 4)?, e.int(at + 8, 4)?);
+            let name = at + 12;
+            let desc = name + namesz.next_multiple_of(4);
+            if kind == NT_GNU_BUILD_ID && data.get(name..name + namesz)? == b"GNU\0" {
+                return data.get(desc..desc.checked_add(descsz)?);
+            }
+            at = desc + descsz.next_multiple_of(4);
+        }
+    }
+    None
+}
+
+/// `elf.h`'s note type of the build id.
+const NT_GNU_BUILD_ID: usize = 3;
+
 /// Calls `f` with the file's bytes mapped, or None if it cannot be read.
 fn with_file(path: &[u8], f: impl FnOnce(Option<&[u8]>)) {
     let mut cpath = [0u8; 4096];
@@ -63,7 +118,20 @@ struct Elf<'a> {
     wide: bool,
 }
 
-impl Elf<'_> {
+impl<'a> Elf<'a> {
+    /// The file, if it is ELF (of either class).
+    fn new(data: &'a [u8]) -> Option<Elf<'a>> {
+        (data.get(..4)? == b"\x7fELF").then_some(Elf { data, wide: *data.get(4)? == 2 })
+    }
+
+    /// Where the program headers are: offset, entry size, count.
+    fn program_headers(&self) -> Option<(usize, usize, usize)> {
+        let phoff = self.word(0x1c, 0x20)?;
+        let (size, count) =
+            if self.wide { (self.int(0x36, 2)?, self.int(0x38, 2)?) } else { (self.int(0x2a, 2)?, self.int(0x2c, 2)?) };
+        Some((phoff, size, count))
+    }
+
     fn int(&self, at: usize, bytes: usize) -> Option<usize> {
         let b = self.data.get(at..at.checked_add(bytes)?)?;
         Some(b.iter().rev().fold(0usize, |v, &x| v << 8 | x as usize))
@@ -78,10 +146,7 @@ impl Elf<'_> {
 /// The function symbol covering file offset `offset`: its name and the
 /// offset into it.
 fn lookup(data: &[u8], offset: usize) -> Option<(&[u8], usize)> {
-    if data.get(..4)? != b"\x7fELF" {
-        return None;
-    }
-    let e = Elf { data, wide: *data.get(4)? == 2 };
+    let e = Elf::new(data)?;
     let vaddr = vaddr_of(&e, offset)?;
     let shoff = e.word(0x20, 0x28)?;
     let (shentsize, shnum) =
@@ -107,9 +172,7 @@ fn lookup(data: &[u8], offset: usize) -> Option<(&[u8], usize)> {
 
 /// The virtual address of file offset `offset`, from the loadable segments.
 fn vaddr_of(e: &Elf, offset: usize) -> Option<usize> {
-    let phoff = e.word(0x1c, 0x20)?;
-    let (phentsize, phnum) =
-        if e.wide { (e.int(0x36, 2)?, e.int(0x38, 2)?) } else { (e.int(0x2a, 2)?, e.int(0x2c, 2)?) };
+    let (phoff, phentsize, phnum) = e.program_headers()?;
     (0..phnum).find_map(|i| {
         let ph = phoff + i * phentsize;
         let is_load = e.int(ph, 4)? == 1;
@@ -123,7 +186,11 @@ fn vaddr_of(e: &Elf, offset: usize) -> Option<usize> {
 }
 
 /// The function symbol of the table at `off` (`size` bytes) that covers
-/// `vaddr`, or else the nearest one below it.
+/// `vaddr`, or else the nearest unsized one below it (hand-written assembly
+/// such as `_start` often has no size). A sized symbol that ends below the
+/// address is not taken: in a stripped library the code there is a static
+/// function `.dynsym` does not name, and the exported neighbour's name would
+/// mislead.
 fn nearest_function<'a>(
     e: &Elf<'a>,
     off: usize,
@@ -140,10 +207,10 @@ fn nearest_function<'a>(
             (e.int(s + 4, 4)?, e.int(s + 8, 4)?, e.int(s + 12, 1)?, e.int(s + 14, 2)?)
         };
         // STT_FUNC, defined here, at or below the address.
-        if info & 0xf != 2 || shndx == 0 || value > vaddr {
+        let covers = vaddr < value + sym_size;
+        if info & 0xf != 2 || shndx == 0 || value > vaddr || (sym_size != 0 && !covers) {
             continue;
         }
-        let covers = vaddr < value + sym_size;
         if best.is_none_or(|(v, _, c)| (covers && !c) || (covers == c && value > v)) {
             best = Some((value, e.int(s, 4)?, covers));
         }
@@ -173,5 +240,17 @@ mod tests {
         describe(&mut line, addr, &m);
         let text = core::str::from_utf8(line.as_bytes()).unwrap();
         assert!(text.contains("a_function_to_find") && text.contains("+0x1 ("), "{text}");
+    }
+
+    #[test]
+    fn reads_the_build_id_readelf_shows() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let mut buf = [0u8; BUILD_ID_HEX];
+        let id = core::str::from_utf8(build_id(exe.as_os_str().as_encoded_bytes(), &mut buf)).unwrap().to_owned();
+        let notes = std::process::Command::new("readelf").arg("-n").arg(&exe).output().unwrap();
+        let notes = String::from_utf8(notes.stdout).unwrap();
+        let want = notes.lines().find_map(|l| l.trim().strip_prefix("Build ID: ")).unwrap_or("");
+        assert_eq!(id, want, "readelf -n said:\n{notes}");
+        assert_eq!(build_id(b"/nonexistent", &mut buf), b"");
     }
 }

@@ -44,7 +44,7 @@ impl Owner<'_> {
                 let page = page as *const Page as *mut Page;
                 self.unlink(page);
                 if (*page).in_ring() {
-                    self.local.ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
+                    self.local().ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
                 }
             }
             if (*seg).has_free_page() {
@@ -55,15 +55,15 @@ impl Owner<'_> {
     }
 
     pub(super) fn destroy_segment(&mut self, seg: *mut SmallSegment) {
-        if seg == self.local.spare {
-            self.local.spare = null_mut();
+        if seg == self.local().spare {
+            self.local().spare = null_mut();
         }
         // SAFETY: the caller unlinked the segment and nothing refers to it.
         unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     }
 
     pub(super) fn new_page(&mut self, class: usize) -> Option<*mut Page> {
-        if self.local.segments.is_null() {
+        if self.local().segments.is_null() {
             // The program grows its small blocks: warm free large pages it
             // is not reusing would only add to its footprint.
             crate::large::trim_to_live();
@@ -73,7 +73,7 @@ impl Owner<'_> {
                 .as_ptr();
             self.link_segment(seg);
         }
-        let seg = self.local.segments;
+        let seg = self.local().segments;
         // SAFETY: segments in the list are live segments of this heap with a
         // free page.
         let s = unsafe { &*seg };
@@ -89,14 +89,14 @@ impl Owner<'_> {
         // SAFETY: `page` and the queue's pages are live pages of this heap.
         unsafe {
             let class = (*page).class();
-            let head = self.local.queues[class];
+            let head = self.local().queues[class];
             (*page).set_links(null_mut(), head);
             if head.is_null() {
-                self.local.tails[class] = page;
+                self.local().tails[class] = page;
             } else {
                 (*head).set_prev(page);
             }
-            self.local.queues[class] = page;
+            self.local().queues[class] = page;
         }
     }
 
@@ -105,13 +105,13 @@ impl Owner<'_> {
         // SAFETY: as in `link`.
         unsafe {
             let class = (*page).class();
-            let tail = self.local.tails[class];
+            let tail = self.local().tails[class];
             if tail.is_null() {
                 return self.link(page);
             }
             (*page).set_links(tail, null_mut());
             (*tail).set_next(page);
-            self.local.tails[class] = page;
+            self.local().tails[class] = page;
         }
     }
 
@@ -122,15 +122,15 @@ impl Owner<'_> {
             let class = (*page).class();
             let (prev, next) = (*page).links();
             if prev.is_null() {
-                if self.local.queues[class] == page {
-                    self.local.queues[class] = next;
+                if self.local().queues[class] == page {
+                    self.local().queues[class] = next;
                 }
             } else {
                 (*prev).set_next(next);
             }
             if next.is_null() {
-                if self.local.tails[class] == page {
-                    self.local.tails[class] = prev;
+                if self.local().tails[class] == page {
+                    self.local().tails[class] = prev;
                 }
             } else {
                 (*next).set_prev(prev);
@@ -142,14 +142,14 @@ impl Owner<'_> {
     pub(super) fn link_segment(&mut self, seg: *mut SmallSegment) {
         // SAFETY: `seg` and the list's segments are live segments of this heap.
         unsafe {
-            let head = self.local.segments;
+            let head = self.local().segments;
             (*seg).prev.set(null_mut());
             (*seg).next.set(head);
             if !head.is_null() {
                 (*head).prev.set(seg);
             }
         }
-        self.local.segments = seg;
+        self.local().segments = seg;
     }
 
     pub(super) fn unlink_segment(&mut self, seg: *mut SmallSegment) {
@@ -157,7 +157,7 @@ impl Owner<'_> {
         unsafe {
             let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
             if prev.is_null() {
-                self.local.segments = next;
+                self.local().segments = next;
             } else {
                 (*prev).next.set(next);
             }

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Checks what mallocator-prof, go tool pprof and the leak report say of a
+profile (run.sh captures their outputs). Exits non-zero with the reason on
+the first claim that does not hold.
+
+  check.py shares FORMAT OUTPUT    the three sites hold 60/30/10 % (+-3 points)
+                                   of the flat column; FORMAT is prof or go
+  check.py inuse OUTPUT            mallocator-prof top of the exit profile:
+                                   site_ten holds nearly all, the freed none
+  check.py leaks STDERR BYTES      the leak report names site_ten first, with
+                                   BYTES (+-15 %), and no freed site
+  check.py flame SVG BYTES NAME... a well-formed SVG of BYTES (-20 %) in all,
+                                   with a frame of each NAME
+"""
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+EXPECTED = {"site_sixty": 60.0, "site_thirty": 30.0, "site_ten": 10.0}
+TOLERANCE = 3.0
+
+
+def fail(why):
+    sys.exit(f"check.py: {why}")
+
+
+def flat_shares(text, fmt):
+    """{function: flat %} from `mallocator-prof top` or `go tool pprof -top`.
+    Both put flat, flat% first and the function name last."""
+    shares = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 5 and cols[1].endswith("%") and cols[-1] in EXPECTED:
+            shares[cols[-1]] = float(cols[1].rstrip("%"))
+    if fmt == "go" and not re.search(r"^Showing nodes", text, re.M):
+        fail("not go tool pprof -top output:\n" + text)
+    return shares
+
+
+def shares(fmt, path):
+    text = open(path).read()
+    got = flat_shares(text, fmt)
+    for site, want in EXPECTED.items():
+        if site not in got:
+            fail(f"{fmt}: {site} missing from\n{text}")
+        if abs(got[site] - want) > TOLERANCE:
+            fail(f"{fmt}: {site} holds {got[site]} %, expected {want} +- {TOLERANCE}\n{text}")
+    print(f"{fmt}: " + ", ".join(f"{s} {got[s]} %" for s in EXPECTED))
+
+
+def inuse(path):
+    text = open(path).read()
+    got = flat_shares(text, "prof")
+    # The freed sites' samples were all forgotten when freed: exactly zero.
+    # What else is live at exit (stdio's buffer, say) is small.
+    if got.get("site_ten", 0.0) < 90.0:
+        fail(f"site_ten holds {got.get('site_ten')} % of the exit profile, expected >= 90\n{text}")
+    for freed in ("site_sixty", "site_thirty"):
+        if got.get(freed, 0.0) != 0.0:
+            fail(f"{freed} was freed but holds {got[freed]} %\n{text}")
+    print(f"exit profile: site_ten {got['site_ten']} % in use, freed sites 0 %")
+
+
+def leaks(path, true_bytes):
+    text = open(path).read()
+    m = re.search(r"^mallocator: leak 1: (\d+) bytes in (\d+) blocks allocated at\n"
+                  r"mallocator:     #0 (\S+)", text, re.M)
+    if not m:
+        fail("no leak 1 in the report:\n" + text)
+    est, site = int(m.group(1)), m.group(3)
+    if not site.startswith("site_ten+"):
+        fail(f"leak 1 is at {site}, expected site_ten\n{text}")
+    if abs(est - true_bytes) > 0.15 * true_bytes:
+        fail(f"leak 1 estimated {est} bytes, true {true_bytes} (+-15 %)\n{text}")
+    if re.search(r"site_sixty|site_thirty", text):
+        fail("a freed site is reported as leaking:\n" + text)
+    print(f"leak report: site_ten, {est} bytes estimated of {true_bytes}")
+
+
+def flame(path, true_bytes, names):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        fail(f"{path} is not well-formed XML: {e}")
+    if not root.tag.endswith("svg"):
+        fail(f"{path}: root element {root.tag}, not svg")
+    titles = [t.text or "" for t in root.iter() if t.tag.endswith("title")]
+    if len(titles) < 10:
+        fail(f"{path}: only {len(titles)} frames")
+    for name in names:
+        if not any(name in t for t in titles):
+            fail(f"{path}: no frame named {name} among {len(titles)}")
+    # Each title ends "(1,234 bytes, 5.6%)"; the widest is the whole.
+    total = max(int(m.group(1).replace(",", "")) for t in titles
+                if (m := re.search(r"\(([\d,]+) bytes, [\d.]+%\)$", t)))
+    if total < 0.8 * true_bytes:
+        fail(f"{path}: {total} bytes in all, expected at least 80 % of {true_bytes}")
+    print(f"flame graph: {len(titles)} frames, {total} bytes, with {', '.join(names)}")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "shares":
+        shares(*args)
+    elif cmd == "inuse":
+        inuse(*args)
+    elif cmd == "leaks":
+        leaks(args[0], int(args[1]))
+    elif cmd == "flame":
+        flame(args[0], int(args[1]), args[2:])
+    else:
+        fail(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
