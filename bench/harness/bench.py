@@ -56,6 +56,10 @@ def parse_args(argv):
     p.add_argument("--profiled", action="store_true",
                    help="also run libmemory with its heap profiler on (MALLOCATOR_PROFILE, default "
                         "rate), as the allocator %s: the profiler's cost" % mb_plan.PROFILED)
+    p.add_argument("--also", action="append", default=[], metavar="NAME=REPO",
+                   help="also run the libmemory.so built in another checkout REPO (its "
+                        "target/<triple>/release/), as the allocator NAME: e.g. before=../old "
+                        "to measure a change")
     return p.parse_args(argv)
 
 
@@ -102,6 +106,7 @@ def main(argv=None):
     widths = [int(args.bits)] if args.bits else [64, 32]
     allocs_by_bits, missing, ours_info = {}, {}, {}
     wanted = set(args.allocs.split(",")) | {mb_plan.OURS, mb_plan.BASELINE} if args.allocs else None
+    extra_names = {mb_plan.PROFILED}
     profiles = os.path.join(args.build, "profiles")
     if args.profiled:
         shutil.rmtree(profiles, ignore_errors=True)
@@ -122,8 +127,16 @@ def main(argv=None):
         missing[str(bits)] = [n for n, _ in mb_plan.COMPETITORS if n not in names]
         if args.profiled:
             found.insert(2, mb_plan.profiled(found[1], profiles))
+        for name, repo in (a.split("=", 1) for a in args.also):
+            other = mb_plan.Allocator(name, mb_plan.ours_path(bits, os.path.abspath(repo)))
+            if not os.path.isfile(other.preload):
+                print("bench: %s missing: %s" % (name, other.preload), file=sys.stderr)
+                return 2
+            other, _ = mb_plan.snapshot(other, os.path.join(args.build, "lib", name, str(bits)))
+            found.insert(2, other)
+            extra_names.add(name)
         allocs_by_bits[bits] = [a for a in found
-                                if wanted is None or a.name in wanted or a.name == mb_plan.PROFILED]
+                                if wanted is None or a.name in wanted or a.name in extra_names]
         for bits_dir in (os.path.join(args.build, str(bits)),):
             if not os.path.isfile(os.path.join(bits_dir, "workset")):
                 print("bench: workloads not built in %s (run `make -C bench`)" % bits_dir,

@@ -30,6 +30,9 @@ pub struct SmallSegment {
     pub heap: *const Heap,
     /// Bit i set: page i is free.
     free_pages: Cell<u64>,
+    /// Bit i set: assigned page i became empty since it was assigned, and
+    /// may still be (see [`Self::is_empty`]).
+    emptied: Cell<u64>,
     /// Neighbours in the heap's list of segments that have free pages.
     pub next: Cell<*mut SmallSegment>,
     pub prev: Cell<*mut SmallSegment>,
@@ -96,14 +99,38 @@ impl SmallSegment {
 
     /// The pages assigned to a class (empty or not).
     pub fn assigned_pages(&self) -> impl Iterator<Item = &Page> + '_ {
-        let assigned = !self.free_pages.get() & USABLE_PAGES;
-        self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0).map(|(_, p)| p)
+        self.assigned().map(|(_, p)| p)
     }
 
-    /// Whether no page of the segment holds a block (scans the descriptors:
-    /// called only when a page becomes empty).
+    /// The same with their indexes.
+    fn assigned(&self) -> impl Iterator<Item = (usize, &Page)> + '_ {
+        let assigned = !self.free_pages.get() & USABLE_PAGES;
+        self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0)
+    }
+
+    /// Records that `page` of this segment became empty (its owner saw its
+    /// countdown end).
+    pub fn note_emptied(&self, page: &Page) {
+        self.emptied.set(self.emptied.get() | 1 << self.index_of(page));
+    }
+
+    /// Whether no page of the segment holds a block. A page can only become
+    /// empty through [`Self::note_emptied`], so a page without its bit holds
+    /// a block: most calls (a page empties while its neighbours serve) end
+    /// on one mask test. The rest look only at the pages once emptied, which
+    /// allocations may have filled again; those found in use lose the bit.
     pub fn is_empty(&self) -> bool {
-        self.assigned_pages().all(|p| p.used() == 0)
+        let emptied = self.emptied.get();
+        if !self.free_pages.get() & USABLE_PAGES & !emptied != 0 {
+            return false;
+        }
+        let in_use = self.assigned().filter(|(_, p)| p.used() != 0).fold(0, |m, (i, _)| m | 1 << i);
+        self.emptied.set(emptied & !in_use);
+        in_use == 0
+    }
+
+    fn index_of(&self, page: &Page) -> usize {
+        (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>()
     }
 
     /// Takes a free page (the lowest, to keep the used part of the segment
@@ -127,8 +154,9 @@ impl SmallSegment {
     /// # Safety
     /// `page` is a page of this segment with no live block and in no list.
     pub unsafe fn release_page(&self, page: &Page) {
-        let index = (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>();
+        let index = self.index_of(page);
         page.unassign();
+        self.emptied.set(self.emptied.get() & !(1 << index));
         let (start, end) = self.page_area(index);
         // SAFETY: the page's blocks are all free, and `start` is OS-page
         // aligned (the header size is rounded), so no header byte is purged.
@@ -194,5 +222,34 @@ mod tests {
         assert!(s.is_unused());
         // SAFETY: nothing uses the segment any more.
         unsafe { segment::destroy(seg.cast()) };
+    }
+
+    #[test]
+    fn empty_only_when_every_page_emptied_and_still_is() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let (a, b) = (s.take_page(class_of(64)), s.take_page(class_of(64)));
+        let (x, y) = (a.pop(), b.pop());
+        // SAFETY: the test owns the pages; the blocks are live.
+        unsafe {
+            assert_eq!(a.free(x), Ok(true));
+            s.note_emptied(a);
+            assert!(!s.is_empty(), "page b holds a block");
+            assert_eq!(b.free(y), Ok(true));
+            s.note_emptied(b);
+            assert!(s.is_empty());
+            // Allocated from again: the bit stays, the scan sees the block.
+            let z = a.pop();
+            assert!(!s.is_empty());
+            assert_eq!(s.emptied.get() & (1 << s.index_of(a)), 0, "found in use, bit cleared");
+            assert_eq!(a.free(z), Ok(true));
+            s.note_emptied(a);
+            assert!(s.is_empty());
+            s.release_page(a);
+            s.release_page(b);
+            assert_eq!(s.emptied.get(), 0);
+            segment::destroy(seg.cast());
+        }
     }
 }

@@ -437,6 +437,8 @@ impl Owner<'_> {
         }
         // SAFETY: the page's segment is a live segment of this heap.
         let seg = unsafe { SmallSegment::page_of(ptr.cast()).0 };
+        // SAFETY: as above.
+        unsafe { (*seg).note_emptied(page) };
         if self.local().abandoned {
             return self.release_if_empty(ptr);
         }
