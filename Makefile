@@ -8,7 +8,7 @@ PROF = cargo $(1) --release -p mallocator-prof --target x86_64-unknown-linux-gnu
 
 PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test test-rust test-c test-install test-profile test-bench test-fuzz lint install bench clean
+.PHONY: all setup build demo test test-rust test-tsan test-c test-install test-profile test-bench test-fuzz lint install bench clean
 
 all: setup build demo
 
@@ -28,11 +28,24 @@ demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-c test-install test-profile test-bench test-fuzz lint
+test: build test-rust test-tsan test-c test-install test-profile test-bench test-fuzz lint
 
 test-rust:
 	cargo test --release
 	$(call PROF,test)
+
+# The multithreaded Rust tests under ThreadSanitizer (x86_64): std rebuilt
+# with it (-Zbuild-std, the rust-src component; RUSTC_BOOTSTRAP=1 gives the
+# -Z flags on stable). Without the malloc exports (-p mallocator, no default
+# features), so that TSan's own malloc serves the test harness. Any report
+# fails the run. Unwinding panics: std's panic_abort cannot be rebuilt here.
+TSAN_TESTS := --lib --test threads --test global_alloc --test stats
+test-tsan:
+	@rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=thread CARGO_PROFILE_DEV_PANIC=unwind \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
+	  cargo test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan \
+	    -p mallocator --no-default-features $(TSAN_TESTS)
 
 test-c: build
 	$(MAKE) -C test BITS=32 run

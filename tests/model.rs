@@ -1,5 +1,6 @@
 //! Random allocate/free sequences checked against a model: blocks never
-//! overlap, are aligned as promised, and keep their contents.
+//! overlap, are aligned as promised, and keep their contents (across threads:
+//! `model_threads.rs`).
 
 use mallocator::alloc::{alloc, free, usable_size};
 use proptest::prelude::*;
