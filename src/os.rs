@@ -29,18 +29,28 @@ pub const fn align_up(n: usize, align: usize) -> Option<usize> {
 pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
     let p = map_aligned_uncounted(size, align);
     if !p.is_null() {
-        stats::mapped(size);
-        if options::verbose() {
-            Line::new()
-                .push(b"mallocator: mapped ")
-                .dec(size as u64)
-                .push(b" bytes at 0x")
-                .hex(p as usize)
-                .push(b"\n")
-                .write_to(2);
-        }
+        note_mapped(p, size);
     }
     p
+}
+
+fn note_mapped(p: *mut u8, size: usize) {
+    stats::mapped(size);
+    log(b"mapped ", p, size);
+}
+
+/// `MALLOCATOR_VERBOSE=1`: one line per mapping made or returned.
+fn log(what: &[u8], p: *mut u8, size: usize) {
+    if options::verbose() {
+        Line::new()
+            .push(b"mallocator: ")
+            .push(what)
+            .dec(size as u64)
+            .push(b" bytes at 0x")
+            .hex(p as usize)
+            .newline()
+            .write_to(2);
+    }
 }
 
 fn map_aligned_uncounted(size: usize, align: usize) -> *mut u8 {
@@ -101,6 +111,28 @@ pub fn fail_nth_map(n: u64) {
 
 /// Maps `size` bytes (a multiple of [`OS_PAGE`]) of zero memory.
 fn map(size: usize) -> *mut u8 {
+    map_raw(null_mut(), size, 0)
+}
+
+/// Maps `size` bytes of zero memory exactly at `p` (page-aligned), if no
+/// mapping is there: false when one is (or the system refuses).
+pub fn map_at(p: *mut u8, size: usize) -> bool {
+    let q = map_raw(p, size, libc::MAP_FIXED_NOREPLACE);
+    if q == p {
+        note_mapped(p, size);
+        return true;
+    }
+    if !q.is_null() {
+        // A kernel older than 4.17 takes the flag for a hint and maps
+        // elsewhere.
+        // SAFETY: `q` is the mapping just made, unused.
+        unsafe { trim(q, size) };
+    }
+    false
+}
+
+/// One `mmap` of `/dev/zero` (see [`open_dev_zero`]), at `addr` if not null.
+fn map_raw(addr: *mut u8, size: usize, extra_flags: libc::c_int) -> *mut u8 {
     let call = MAP_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
     if size == 0 || call == FAIL_AT.load(Ordering::Relaxed) {
         return null_mut();
@@ -113,10 +145,11 @@ fn map(size: usize) -> *mut u8 {
         // anonymous mapping is the same zero memory, so take it rather than fail.
         libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
     };
-    // SAFETY: a fresh mapping at an address of the kernel's choosing touches no
-    // existing memory; `fd` is ours (or -1 with MAP_ANONYMOUS).
-    let p =
-        unsafe { libc::mmap(null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, flags | libc::MAP_NORESERVE, fd, 0) };
+    let flags = flags | libc::MAP_NORESERVE | extra_flags;
+    // SAFETY: a fresh mapping at an address of the kernel's choosing, or at
+    // `addr` only if nothing is mapped there (MAP_FIXED_NOREPLACE), touches
+    // no existing memory; `fd` is ours (or -1 with MAP_ANONYMOUS).
+    let p = unsafe { libc::mmap(addr.cast(), size, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
     if fd >= 0 {
         // SAFETY: `fd` was opened above and is used by nobody else.
         unsafe { libc::syscall(libc::SYS_close, fd) };
@@ -147,15 +180,7 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
         // SAFETY: the caller gives up the range.
         unsafe { libc::munmap(p.cast(), size) };
         stats::unmapped(size);
-        if options::verbose() {
-            Line::new()
-                .push(b"mallocator: unmapped ")
-                .dec(size as u64)
-                .push(b" bytes at 0x")
-                .hex(p as usize)
-                .push(b"\n")
-                .write_to(2);
-        }
+        log(b"unmapped ", p, size);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Fork safety. A child process has only the thread that called `fork`; a
 //! lock held by any other thread at that moment would stay locked forever in
-//! the child. The handlers take the allocator's three locks before `fork` and
+//! the child. The handlers take the allocator's locks before `fork` and
 //! release them on both sides, so the child starts with consistent shared
 //! structures.
 //!
@@ -8,7 +8,7 @@
 //! of threads that do not exist in the child stay owned (their blocks freed in
 //! the child go to those heaps' remote lists and are not reused there).
 
-use crate::{large, profiler, thread};
+use crate::{large, profiler, segment, thread};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -28,12 +28,14 @@ extern "C" fn prepare() {
     thread::lock_for_fork();
     large::lock_for_fork();
     profiler::lock_for_fork();
+    segment::tombstones::lock_for_fork();
 }
 
 /// Releases them, in the parent and in the child.
 extern "C" fn resume() {
     // SAFETY: `prepare` took the locks in this process before `fork`.
     unsafe {
+        segment::tombstones::unlock_after_fork();
         profiler::unlock_after_fork();
         large::unlock_after_fork();
         thread::unlock_after_fork();

@@ -8,6 +8,7 @@
 
 use crate::os;
 pub mod map;
+pub mod tombstones;
 use core::ptr::NonNull;
 
 /// 4 MiB on x86_64: 64 small pages per mapping keeps `mmap` calls rare (one
@@ -38,7 +39,9 @@ pub struct SegmentHeader {
 /// `kind`, registered in the segment map. The header is initialised; the rest
 /// is zero and untouched.
 pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
-    let base = NonNull::new(os::map_aligned(size, SEGMENT_SIZE))?.cast::<SegmentHeader>();
+    let map = || NonNull::new(os::map_aligned(size, SEGMENT_SIZE));
+    // Out of address space, the tombstones' headers go first.
+    let base = map().or_else(|| tombstones::release_all().then(map).flatten())?.cast::<SegmentHeader>();
     // SAFETY: the mapping is fresh, writable, aligned and large enough.
     unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
     if spans(kind, size) && !map::insert_span(base.as_ptr() as usize, size) {

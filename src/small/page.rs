@@ -218,6 +218,20 @@ impl Page {
         Ok(ended)
     }
 
+    /// Whether a block of the page was claimed by another thread and not yet
+    /// taken back. Its link lives in the block, and the owner will follow
+    /// it: the page's memory must stay until then, even if the page looks
+    /// empty (an owner's free racing with a claim of the same block frees it
+    /// locally too; the drain reports that double free). Scans the page's
+    /// pending bits: called only when the page is to be given back.
+    pub fn has_pending(&self) -> bool {
+        let words = self.capacity().div_ceil(usize::BITS as usize);
+        // SAFETY: as in `bits`: the bitmaps of an assigned page, `words`
+        // words of them.
+        let bitmaps = unsafe { &*self.shape.bitmaps.load(Relaxed) };
+        bitmaps[..words].iter().any(|[_, pending]| pending.load(Acquire) != 0)
+    }
+
     /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,
     /// from any thread).
     pub fn check_live(&self, p: *mut u8) -> Result<(), BadBlock> {

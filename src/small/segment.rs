@@ -61,7 +61,9 @@ const USABLE_PAGES: u64 = ALL_PAGES & !((1 << FIRST_PAGE) - 1);
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
     pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
-        let seg = segment::create(Kind::Small, SEGMENT_SIZE)?.cast::<SmallSegment>();
+        let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE)
+            .or_else(|| segment::create(Kind::Small, SEGMENT_SIZE))?
+            .cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
         // is a valid `Page` (a free page with null links). The guard page
         // lies between the header and page 0's first block.
@@ -74,6 +76,24 @@ impl SmallSegment {
             }
         }
         Some(seg)
+    }
+
+    /// Gives an empty segment back to the system, but for its header, kept
+    /// as a tombstone (see [`segment::tombstones`]) with the bitmaps purged:
+    /// a free that found the segment in the map a moment before reads a
+    /// mapped header and no live block.
+    ///
+    /// # Safety
+    /// `seg` holds no live block, is in no list, and nothing refers to it.
+    pub unsafe fn retire(seg: NonNull<SmallSegment>) {
+        let base = seg.as_ptr() as usize;
+        let from = (base + core::mem::offset_of!(SmallSegment, bitmaps)).next_multiple_of(OS_PAGE);
+        // SAFETY: the bitmaps of an empty segment say no block is live, and
+        // zero says the same; whole OS pages from `from` are bitmaps only.
+        unsafe {
+            os::purge(from as *mut u8, base + HEADER_SIZE - from);
+            segment::tombstones::retire(seg.cast(), HEADER_SIZE);
+        }
     }
 
     /// The small segment and page descriptor that `p` points into.
@@ -124,7 +144,7 @@ impl SmallSegment {
         if !self.free_pages.get() & USABLE_PAGES & !emptied != 0 {
             return false;
         }
-        let in_use = self.assigned().filter(|(_, p)| p.used() != 0).fold(0, |m, (i, _)| m | 1 << i);
+        let in_use = self.assigned().filter(|(_, p)| p.used() != 0 || p.has_pending()).fold(0, |m, (i, _)| m | 1 << i);
         self.emptied.set(emptied & !in_use);
         in_use == 0
     }
@@ -222,6 +242,31 @@ mod tests {
         assert!(s.is_unused());
         // SAFETY: nothing uses the segment any more.
         unsafe { segment::destroy(seg.cast()) };
+    }
+
+    #[test]
+    fn a_late_free_reads_the_mapped_header_of_a_retired_segment() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test until retired; after
+        // that only what a late free reads is read.
+        unsafe {
+            let page = seg.as_ref().take_page(class_of(48));
+            let a = page.pop();
+            assert_eq!(page.free(a), Ok(true));
+            SmallSegment::retire(seg);
+            // A free that passed the map test before the retirement goes on
+            // to read the header, the page descriptor and the bitmaps: all
+            // mapped (this faulted when the whole segment was unmapped), and
+            // no block is live.
+            let (s, page) = SmallSegment::page_of(a);
+            assert_eq!(s, seg.as_ptr());
+            assert!((*s).heap.is_null());
+            assert!((*page).claim_foreign(a).is_err());
+        }
+        // The next segment may take the tombstone's addresses again.
+        let next = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the new segment is empty and ours.
+        unsafe { SmallSegment::retire(next) };
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! the system. Every function here runs on the owner's handle.
 
 use super::heap::{Heap, Owner};
-use crate::segment;
 use crate::small::page::Page;
 use crate::small::segment::SmallSegment;
 use core::ptr::{NonNull, null_mut};
@@ -14,7 +13,7 @@ impl Owner<'_> {
         // SAFETY: pages in the ring are live pages of this heap.
         let p = unsafe { &*page };
         p.set_in_ring(false);
-        if p.used() != 0 {
+        if p.used() != 0 || p.has_pending() {
             return;
         }
         self.unlink(page);
@@ -58,8 +57,9 @@ impl Owner<'_> {
         if seg == self.local().spare {
             self.local().spare = null_mut();
         }
-        // SAFETY: the caller unlinked the segment and nothing refers to it.
-        unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
+        // SAFETY: the caller unlinked the empty segment and nothing refers
+        // to it.
+        unsafe { SmallSegment::retire(NonNull::new_unchecked(seg)) };
     }
 
     pub(super) fn new_page(&mut self, class: usize) -> Option<*mut Page> {
