@@ -29,6 +29,9 @@
  *      (the allocator used to read the header of a segment it had just
  *      unmapped: SIGSEGV in about a third of the runs); segments must have
  *      gone back meanwhile; the allocator works after.
+ *  (d) the same as (b) with 4 huge blocks of 3 MiB a round: a huge block's
+ *      free may give its mapping back while another thread's free of it
+ *      reads its header; exactly T - 1 reports per block again.
  * Exits 1 on failure.
  */
 #define _GNU_SOURCE
@@ -124,6 +127,8 @@ static void expect_remote_uaf_abort(size_t len, const char *what)
 #define MAX_T 8
 
 static unsigned char *blocks[N];
+/* (b): N blocks of 16..512 bytes; (d): 4 huge ones, mappings of their own. */
+static int nblocks = N, huge;
 static pthread_barrier_t barrier;
 
 struct freer {
@@ -138,13 +143,15 @@ static void *free_at_once(void *arg)
         free(malloc(24));
     pthread_barrier_wait(&barrier);
     /* Each thread its own order, so that frees of one block meet. */
-    for (int k = 0; k < N; k++)
-        deallocate(blocks[(k * (2 * f->index + 1) + f->index * 37) % N]);
+    for (int k = 0; k < nblocks; k++)
+        deallocate(blocks[(k * (2 * f->index + 1) + f->index * 37) % nblocks]);
     return NULL;
 }
 
 static size_t size_of_block(int i, int round)
 {
+    if (huge)
+        return ((size_t)3 << 20) + (size_t)i * 4096;
     return 16 + (size_t)((i * 131 + round * 17) % 497);
 }
 
@@ -179,7 +186,7 @@ static void concurrent_double_frees(int threads)
     dup2(fileno(log), 2);
 
     for (int round = 0; round < ROUNDS; round++) {
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i < nblocks; i++) {
             blocks[i] = allocate((unsigned)size_of_block(i, round));
             memset(blocks[i], i & 0xff, size_of_block(i, round));
         }
@@ -191,7 +198,7 @@ static void concurrent_double_frees(int threads)
         for (int k = 0; k < threads; k++)
             pthread_join(t[k], NULL);
         pthread_barrier_destroy(&barrier);
-        expected += (long)N * (threads - 1);
+        expected += (long)nblocks * (threads - 1);
 
         for (int i = 0; i < 2 * N; i++) {
             again[i] = allocate(64);
@@ -216,9 +223,9 @@ static void concurrent_double_frees(int threads)
     if (reported != expected || others != 0)
         FAIL("T=%d: %ld double-free reports (expected %ld) and %d other lines", threads, reported, expected, others);
     else
-        printf("  T=%d: %d rounds of %d blocks freed by every thread at once: %ld double frees reported, "
+        printf("  T=%d: %d rounds of %d %s blocks freed by every thread at once: %ld double frees reported, "
                "no block handed out twice (ok)\n",
-               threads, ROUNDS, N, reported);
+               threads, ROUNDS, nblocks, huge ? "huge" : "small", reported);
 }
 
 /* ---- (c) stale frees racing with memory return ---------------------------------- */
@@ -295,6 +302,11 @@ int main(void)
         concurrent_double_frees(threads);
     printf("(c) stale frees racing with memory return\n");
     stale_frees_racing_with_return();
+    printf("(d) concurrent double frees of huge blocks (a freed mapping may go back to the system)\n");
+    nblocks = 4;
+    huge = 1;
+    for (int threads = 2; threads <= MAX_T; threads *= 2)
+        concurrent_double_frees(threads);
     if (failures) {
         printf("FAIL: test_remote_misuse: %d failure(s)\n", failures);
         return 1;

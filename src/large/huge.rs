@@ -145,6 +145,7 @@ unsafe fn remap_huge(h: *mut HugeHeader, total: usize) -> *mut HugeHeader {
 pub unsafe fn free_huge(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
     let h = seg.as_ptr().cast::<HugeHeader>();
     let mut state = LARGE.lock();
+    super::still_there(seg, p)?;
     // SAFETY: the header of a live huge segment is ours to read and update
     // (a cached one has `user == 0`).
     unsafe {

@@ -39,7 +39,7 @@ pub use huge::{alloc_mapped, free_huge, resize_huge};
 
 use crate::diag::counters as stats;
 use crate::os::{OS_PAGE, align_up};
-use crate::segment::{Kind, SEGMENT_SIZE, SegmentHeader};
+use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
 use crate::sys::lock::SpinLock;
 use core::ptr::{NonNull, null_mut};
 use huge::{HUGE_CACHE, HugeHeader, alloc_huge};
@@ -163,8 +163,9 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
 /// # Safety
 /// `seg` is a live large segment containing `p`.
 pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
-    let seg = seg.as_ptr().cast::<LargeSegment>();
     let mut state = LARGE.lock();
+    still_there(seg, p)?;
+    let seg = seg.as_ptr().cast::<LargeSegment>();
     // SAFETY: the segment is live (it holds `p`) and we hold the lock.
     let s = unsafe { &mut *seg };
     let index = block_index(s, p)?;
@@ -174,6 +175,15 @@ pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlo
     // SAFETY: the run at `index` is a live block, now given up.
     unsafe { release_run(&mut state, seg, index, len) };
     Ok(())
+}
+
+/// Whether the segment a free found for `p` before it took the lock is
+/// still `p`'s: large segments and huge mappings are given back under the
+/// lock, so from here on the header stays. A free that found one a moment
+/// before it went read only its first page, which stays mapped as a
+/// tombstone (`segment::tombstones`); it is a free of a block already freed.
+fn still_there(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
+    if segment::find(p) == Some(seg) { Ok(()) } else { Err(BadBlock::DoubleFree) }
 }
 
 /// Resizes a large block without moving it: shrinking gives the tail back,
@@ -324,6 +334,24 @@ pub(crate) mod tests {
             assert_eq!(result, Ok(()));
         }
         release_caches();
+    }
+
+    #[test]
+    fn a_late_free_of_a_returned_huge_mapping_reads_its_tombstone() {
+        let _serial = SERIAL.lock().unwrap();
+        let (p, _) = alloc(LARGE_MAX + 1, OS_PAGE);
+        let seg = segment::find(p).unwrap();
+        free_ok_huge(p);
+        // Out of the cache and given back: what a free that found the
+        // mapping a moment before reads must still be mapped (it faulted
+        // when the whole mapping went), and the free is refused.
+        release_caches();
+        assert!(segment::find(p).is_none());
+        // SAFETY: as a late free would, with the segment it found.
+        unsafe {
+            assert_eq!((*seg.as_ptr()).kind, Kind::Huge);
+            assert_eq!(free_huge(seg, p), Err(BadBlock::DoubleFree));
+        }
     }
 
     #[test]

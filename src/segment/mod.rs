@@ -75,15 +75,14 @@ pub fn forget(seg: NonNull<SegmentHeader>) {
     }
 }
 
-/// Unregisters and unmaps a segment.
+/// Unregisters and unmaps a large segment or huge mapping, but for its
+/// first page, kept as a tombstone (see [`tombstones`]).
 ///
 /// # Safety
 /// `seg` came from [`create`], and nothing refers to its memory any more.
 pub unsafe fn destroy(seg: NonNull<SegmentHeader>) {
-    forget(seg);
-    // SAFETY: the caller guarantees the segment is unused; its header says
-    // how long the mapping is.
-    unsafe { os::unmap(seg.as_ptr().cast(), (*seg.as_ptr()).size) };
+    // SAFETY: per the contract.
+    unsafe { tombstones::retire(seg, os::OS_PAGE) };
 }
 
 /// The segment that holds `p`, if `p` lies in the first `SEGMENT_SIZE` bytes

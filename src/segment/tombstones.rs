@@ -1,5 +1,5 @@
-//! Headers of small segments whose memory went back to the system, kept
-//! mapped so that a stale `free` never reads unmapped memory.
+//! Headers of segments whose memory went back to the system, kept mapped so
+//! that a stale `free` never reads unmapped memory.
 //!
 //! `free` tests the segment map, then reads the segment's header. Between
 //! the two, another thread may give the segment back: it clears the map bit
@@ -12,10 +12,15 @@
 //! addresses, and zeroes the header; so tombstones never outnumber the
 //! small segments the process had at its peak.
 //!
+//! Large segments and huge mappings keep their first page (the common
+//! header, and a huge block's `user`, zero once freed): a late free reads the
+//! kind there, takes the large allocator's lock and finds the segment gone
+//! from the map (see `large::free`). They are not revived.
+//!
 //! A header is unmapped only when its block area went to another mapping,
-//! when the table is full, or when the address space runs out (see
-//! [`release_all`]): then the old window (a few instructions between the map
-//! test and the header read) is back for that segment.
+//! when 1,024 newer tombstones push it out, or when the address space runs
+//! out (see [`release_all`]): then the old window (a few instructions
+//! between the map test and the header read) is back for that segment.
 
 use super::{Kind, SegmentHeader, forget, register};
 use crate::os;
@@ -47,14 +52,20 @@ pub unsafe fn retire(seg: NonNull<SegmentHeader>, keep: usize) {
     // tail is unused.
     unsafe { os::unmap(base.add(keep), (*seg.as_ptr()).size - keep) };
     let mut table = TABLE.lock();
-    if table.n < MAX_TOMBSTONES {
-        let n = table.n;
-        table.at[n] = (base as usize, keep);
-        table.n += 1;
-    } else {
-        drop(table);
-        // SAFETY: as above; the table is full, so the header goes too.
-        unsafe { os::unmap(base, keep) };
+    // Full: the oldest goes, the least likely to have a late reader.
+    let oldest = (table.n == MAX_TOMBSTONES).then(|| {
+        let oldest = table.at[0];
+        table.at.copy_within(1.., 0);
+        table.n -= 1;
+        oldest
+    });
+    let n = table.n;
+    table.at[n] = (base as usize, keep);
+    table.n += 1;
+    drop(table);
+    if let Some((old, old_keep)) = oldest {
+        // SAFETY: the tombstone is ours and no longer listed.
+        unsafe { os::unmap(old as *mut u8, old_keep) };
     }
 }
 
@@ -62,10 +73,9 @@ pub unsafe fn retire(seg: NonNull<SegmentHeader>, keep: usize) {
 /// area mapped again and its header zero but for the common fields, as a
 /// fresh one from [`super::create`]; None if there is no tombstone whose
 /// addresses are still free.
-pub fn revive(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
+pub fn revive(kind: Kind, size: usize, keep: usize) -> Option<NonNull<SegmentHeader>> {
     loop {
-        let (base, keep) = pop()?;
-        let base = base as *mut u8;
+        let base = take(keep)? as *mut u8;
         // SAFETY: `base + keep` is inside the range the segment had, which
         // `map_at` maps only if nothing else has meanwhile.
         if os::map_at(unsafe { base.add(keep) }, size - keep) {
@@ -84,6 +94,17 @@ pub fn revive(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
         // SAFETY: the tombstone is ours and no longer listed.
         unsafe { os::unmap(base, keep) };
     }
+}
+
+/// The newest tombstone that kept `keep` bytes (those of other kinds stay).
+fn take(keep: usize) -> Option<usize> {
+    let mut table = TABLE.lock();
+    let n = table.n;
+    let i = table.at[..n].iter().rposition(|&(_, k)| k == keep)?;
+    let (base, _) = table.at[i];
+    table.at.copy_within(i + 1..n, i);
+    table.n -= 1;
+    Some(base)
 }
 
 fn pop() -> Option<(usize, usize)> {

@@ -61,7 +61,7 @@ const USABLE_PAGES: u64 = ALL_PAGES & !((1 << FIRST_PAGE) - 1);
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
     pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
-        let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE)
+        let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE, HEADER_SIZE)
             .or_else(|| segment::create(Kind::Small, SEGMENT_SIZE))?
             .cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
@@ -241,7 +241,7 @@ mod tests {
         }
         assert!(s.is_unused());
         // SAFETY: nothing uses the segment any more.
-        unsafe { segment::destroy(seg.cast()) };
+        unsafe { SmallSegment::retire(seg) };
     }
 
     #[test]
@@ -294,7 +294,7 @@ mod tests {
             s.release_page(a);
             s.release_page(b);
             assert_eq!(s.emptied.get(), 0);
-            segment::destroy(seg.cast());
+            SmallSegment::retire(seg);
         }
     }
 }
