@@ -114,7 +114,7 @@ unsafe fn remap_huge(h: *mut HugeHeader, total: usize) -> *mut HugeHeader {
             (*h).header.size = total;
             return h;
         }
-        let target = os::map_aligned(total, SEGMENT_SIZE);
+        let target = segment::map(total);
         if target.is_null() {
             return null_mut();
         }

@@ -39,9 +39,7 @@ pub struct SegmentHeader {
 /// `kind`, registered in the segment map. The header is initialised; the rest
 /// is zero and untouched.
 pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
-    let map = || NonNull::new(os::map_aligned(size, SEGMENT_SIZE));
-    // Out of address space, the tombstones' headers go first.
-    let base = map().or_else(|| tombstones::release_all().then(map).flatten())?.cast::<SegmentHeader>();
+    let base = NonNull::new(map(size))?.cast::<SegmentHeader>();
     // SAFETY: the mapping is fresh, writable, aligned and large enough.
     unsafe { base.as_ptr().write(SegmentHeader { kind, size }) };
     if spans(kind, size) && !map::insert_span(base.as_ptr() as usize, size) {
@@ -51,6 +49,14 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
     }
     register(base);
     Some(base)
+}
+
+/// Maps `size` bytes aligned to a segment (null when the system refuses).
+/// Out of address space, the tombstones' headers go first: on i686, one
+/// every few segments leaves no room for a long mapping.
+pub fn map(size: usize) -> *mut u8 {
+    let p = os::map_aligned(size, SEGMENT_SIZE);
+    if p.is_null() && tombstones::release_all() { os::map_aligned(size, SEGMENT_SIZE) } else { p }
 }
 
 /// Whether blocks of the segment may start past its first slot, so that
