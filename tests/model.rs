@@ -2,6 +2,9 @@
 //! overlap, are aligned as promised, and keep their contents (across threads:
 //! `model_threads.rs`).
 
+mod common;
+
+use common::{Live, check_and_free};
 use mallocator::alloc::{alloc, free, usable_size};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -33,19 +36,6 @@ fn promised_align(size: usize, align: usize) -> usize {
         a = a.max(4096);
     }
     a
-}
-
-struct Live {
-    size: usize,
-    fill: u8,
-}
-
-fn check_and_free(p: usize, live: &Live) {
-    // SAFETY: `p` is a live block of `live.size` bytes that we filled.
-    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, live.size) };
-    assert!(bytes.iter().all(|&b| b == live.fill), "block {p:#x} lost its contents");
-    // SAFETY: `p` is live and forgotten after this.
-    unsafe { free(p as *mut u8) };
 }
 
 proptest! {

@@ -6,24 +6,14 @@
 //! the meantime would free that test's block, which no allocator can tell
 //! from a valid free.
 
+mod common;
+
+use common::{Live, check_and_free};
 use mallocator::alloc::{alloc, free};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
-
-struct Live {
-    size: usize,
-    fill: u8,
-}
-
-fn check_and_free(p: usize, live: &Live) {
-    // SAFETY: `p` is a live block of `live.size` bytes that we filled.
-    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, live.size) };
-    assert!(bytes.iter().all(|&b| b == live.fill), "block {p:#x} lost its contents");
-    // SAFETY: `p` is live and forgotten after this.
-    unsafe { free(p as *mut u8) };
-}
 
 /// What the cross-thread model does: blocks allocated on this thread or on
 /// one of two workers (so that they belong to three heaps), freed by any of
@@ -149,9 +139,7 @@ proptest! {
                 XOp::Free { on, pick } => {
                     if let Some(&p) = live.keys().nth(pick % live.len().max(1)) {
                         let l = live.remove(&p).unwrap();
-                        // SAFETY: a live block of `l.size` bytes.
-                        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, l.size) };
-                        prop_assert!(bytes.iter().all(|&b| b == l.fill), "block {:#x} lost its contents", p);
+                        prop_assert!(l.intact(p), "block {:#x} lost its contents", p);
                         free_on(&workers, &[on], p);
                     }
                 }

@@ -129,7 +129,8 @@ impl Heap {
     /// passed zero. On every allocation: on x86 one `sub` to memory and a
     /// `js`, which LLVM does not make of a relaxed load, subtraction and store
     /// (it keeps the result in a register to test it: `mov; sub; mov; test`,
-    /// measured 140 against 137 instructions per malloc/free pair on x86_64).
+    /// measured 140 against 138 instructions per malloc/free pair on x86_64,
+    /// docs/performance.md step 25).
     #[inline(always)]
     fn count_down(&self, n: usize) -> bool {
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
