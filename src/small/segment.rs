@@ -134,19 +134,29 @@ impl SmallSegment {
         self.emptied.set(self.emptied.get() | 1 << self.index_of(page));
     }
 
-    /// Whether no page of the segment holds a block. A page can only become
-    /// empty through [`Self::note_emptied`], so a page without its bit holds
-    /// a block: most calls (a page empties while its neighbours serve) end
-    /// on one mask test. The rest look only at the pages once emptied, which
-    /// allocations may have filled again; those found in use lose the bit.
+    /// Whether no page of the segment holds a block. A page becomes empty
+    /// through [`Self::note_emptied`], or silently while it is in its heap's
+    /// ring of emptied pages (which it entered after that call), so a page
+    /// without its bit holds a block: most calls (a page empties while its
+    /// neighbours serve) end on one mask test. The rest look only at the
+    /// pages once emptied, which allocations may have filled again; those
+    /// found in use lose the bit unless they are in the ring.
     pub fn is_empty(&self) -> bool {
         let emptied = self.emptied.get();
         if !self.free_pages.get() & USABLE_PAGES & !emptied != 0 {
             return false;
         }
-        let in_use = self.assigned().filter(|(_, p)| p.used() != 0 || p.has_pending()).fold(0, |m, (i, _)| m | 1 << i);
-        self.emptied.set(emptied & !in_use);
-        in_use == 0
+        let (mut in_use, mut stale) = (false, 0);
+        for (i, p) in self.assigned() {
+            if p.used() != 0 || p.has_pending() {
+                in_use = true;
+                if !p.in_ring() {
+                    stale |= 1 << i;
+                }
+            }
+        }
+        self.emptied.set(emptied & !stale);
+        !in_use
     }
 
     fn index_of(&self, page: &Page) -> usize {
@@ -294,6 +304,56 @@ mod tests {
             s.release_page(a);
             s.release_page(b);
             assert_eq!(s.emptied.get(), 0);
+            SmallSegment::retire(seg);
+        }
+    }
+
+    #[test]
+    fn a_page_in_the_ring_empties_silently_and_stays_found_empty() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let (a, b) = (s.take_page(class_of(64)), s.take_page(class_of(64)));
+        let y = b.pop();
+        // SAFETY: the test owns the pages; the blocks are live.
+        unsafe {
+            let x = a.pop();
+            assert_eq!(a.free(x), Ok(true), "first emptying ends the countdown");
+            s.note_emptied(a);
+            a.set_in_ring(true);
+            let (x, z) = (a.pop(), a.pop());
+            assert_eq!(a.used(), 2);
+            assert!(!s.is_empty());
+            assert_eq!(a.free(x), Ok(false));
+            assert_eq!(a.free(z), Ok(false), "in the ring: emptying again is silent");
+            assert_eq!(a.used(), 0);
+            assert_eq!(b.free(y), Ok(true));
+            s.note_emptied(b);
+            assert!(s.is_empty(), "a kept its bit while found in use in the ring");
+            // Out of the ring, the count is plain again: the next emptying
+            // is reported.
+            let x = a.pop();
+            a.set_in_ring(false);
+            assert_eq!(a.used(), 1);
+            assert_eq!(a.free(x), Ok(true));
+            // A full page in the ring: the free that reaches it ends the
+            // countdown, and its count keeps the ring's slack.
+            a.set_in_ring(true);
+            let blocks: [*mut u8; 1024] = core::array::from_fn(|_| a.pop());
+            let n = blocks.iter().take_while(|p| !p.is_null()).count();
+            assert_eq!(n, a.capacity());
+            a.set_full();
+            assert_eq!(a.free(blocks[0]), Ok(true));
+            a.clear_full();
+            assert_eq!(a.used(), n - 1);
+            for &p in &blocks[1..n - 1] {
+                assert_eq!(a.free(p), Ok(false));
+            }
+            assert_eq!(a.free(blocks[n - 1]), Ok(false));
+            assert_eq!(a.used(), 0);
+            a.set_in_ring(false);
+            s.release_page(a);
+            s.release_page(b);
             SmallSegment::retire(seg);
         }
     }

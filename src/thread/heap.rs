@@ -418,8 +418,11 @@ impl Owner<'_> {
         }
     }
 
-    /// A page's countdown ended: it became empty, or got a block back while
-    /// full.
+    /// A page's countdown ended: it became empty (not being in the ring of
+    /// emptied pages), or got a block back while full. A page that empties
+    /// again while in the ring needs nothing here; if it was the last of its
+    /// segment to empty, the segment goes back when the page leaves the
+    /// ring (or at `trim`), not at once.
     #[cold]
     #[inline(never)]
     fn countdown_ended(&mut self, page: &Page) {
