@@ -16,6 +16,7 @@
 //! store to forget it; small frees never look. One sample in half a
 //! megabyte makes the page it costs negligible.
 
+mod cfi;
 mod gzip;
 mod leaks;
 mod maps;
