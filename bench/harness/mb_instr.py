@@ -67,7 +67,7 @@ def run_instructions(workload, alloc, bits, bin_dir, timeout=600.0, valgrind=VAL
     Returns a run record like mb_runner's (rc, stdout, stderr, result) plus
     ir (total instructions, None when unknown)."""
     argv = [a.replace("{bin}", bin_dir) for a in workload.argv]
-    env = mb_runner.child_env(workload.env)
+    env = mb_runner.child_env(workload.env + alloc.env)
     if alloc.preload:
         env["LD_PRELOAD"] = alloc.preload
     with tempfile.TemporaryDirectory(prefix="mb_callgrind_") as d:

@@ -1,5 +1,6 @@
 """Tests of the instructions mode: callgrind output parsing, per-op counts."""
 import os
+import tempfile
 import unittest
 
 import mb_instr
@@ -74,6 +75,21 @@ class Command(unittest.TestCase):
         self.assertFalse(mb_instr.loader_noise(
             "ERROR: ld.so: object '/x/libmemory.so' from LD_PRELOAD cannot be preloaded "
             "(cannot open shared object file): ignored."))
+
+
+class Environment(unittest.TestCase):
+    def test_the_allocators_environment_reaches_the_workload(self):
+        # libmemory+prof differs from libmemory by its environment alone: a
+        # stand-in for valgrind shows what the workload would get.
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "valgrind")
+            with open(fake, "w") as f:
+                f.write('#!/bin/sh\necho "profile=$MALLOCATOR_PROFILE"\n')
+            os.chmod(fake, 0o755)
+            w = mb_plan.Workload("small_pairs", ("{bin}/small_pairs",), "d")
+            prof = mb_plan.Allocator("libmemory+prof", None, (("MALLOCATOR_PROFILE", "/p/x"),))
+            run = mb_instr.run_instructions(w, prof, 64, d, 30, valgrind=fake)
+        self.assertIn("profile=/p/x", run["stdout"])
 
 
 @unittest.skipUnless(mb_instr.valgrind_path() and os.path.isfile(

@@ -16,6 +16,7 @@
 //! store to forget it; small frees never look. One sample in half a
 //! megabyte makes the page it costs negligible.
 
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 mod cfi;
 mod gzip;
 mod leaks;
@@ -25,6 +26,8 @@ mod pprof;
 mod stack;
 mod store;
 mod symbols;
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+mod walk;
 
 use crate::diag::options;
 use crate::large;
@@ -190,11 +193,17 @@ pub fn at_exit() {
 /// Holds the profile's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
     STORE.lock_forever();
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    walk::lock_for_fork();
 }
 
 /// # Safety
 /// After [`lock_for_fork`], in the parent or the child.
 pub unsafe fn unlock_after_fork() {
     // SAFETY: per the contract.
-    unsafe { STORE.force_unlock() };
+    unsafe {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        walk::unlock_after_fork();
+        STORE.force_unlock();
+    }
 }

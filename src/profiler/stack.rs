@@ -2,28 +2,16 @@
 //! allocator's own frames when written out.
 //!
 //! Programs built without frame pointers (Debian's default) unwind only by
-//! their DWARF call-frame information. libgcc's unwinder (behind glibc's
-//! `backtrace`) finds and interprets it afresh for every frame of every
-//! stack, some 3,300 instructions a sample on the suite's `workset_mixed`;
-//! here the rules [`cfi`] derives for a return address are kept in a small
-//! table, so a stack through code sampled before costs a lookup and two or
-//! three loads a frame. A stack with a frame those rules cannot follow (a
-//! signal frame, a general DWARF expression) is walked by `backtrace`
-//! instead. Its first call loads `libgcc_s` (and allocates); the sampler
-//! runs with sampling off on the calling thread (`thread::heap`), so those
-//! allocations are served but never sampled, and no lock of ours is held
-//! meanwhile.
-//!
-//! The table trusts what it learnt of an address for the life of the
-//! process: a library `dlclose`d while profiling, and another mapped where
-//! its code was, could be walked by stale rules (sampled stacks there would
-//! be wrong, and a read could fault). Programs that unload code while
-//! profiled should set a rate that samples little, or none.
+//! their DWARF call-frame information. On x86 the walk is [`walk`]'s, by
+//! rules kept per return address; a stack it cannot follow, and every
+//! stack elsewhere, goes to glibc's `backtrace` (libgcc's unwinder, as
+//! jemalloc's `prof-libgcc`). Its first call loads `libgcc_s` (and
+//! allocates); the sampler runs with sampling off on the calling thread
+//! (`thread::heap`), so those allocations are served but never sampled,
+//! and no lock of ours is held meanwhile.
 
-use super::cfi::{self, Base, Saved, Verdict};
 use super::maps::Maps;
 use super::store::MAX_FRAMES;
-use crate::sys::lock::SpinLock;
 use core::ffi::{c_int, c_void};
 
 unsafe extern "C" {
@@ -35,154 +23,18 @@ unsafe extern "C" {
 /// the allocator's, trimmed later by [`Own::trim`]).
 #[inline(never)]
 pub fn capture(out: &mut [usize; MAX_FRAMES]) -> usize {
-    by_rules(out).unwrap_or_else(|| by_libgcc(out))
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    if let Some(n) = super::walk::by_rules(out) {
+        return n;
+    }
+    by_libgcc(out)
 }
 
 #[inline(never)]
-fn by_libgcc(out: &mut [usize; MAX_FRAMES]) -> usize {
+pub(super) fn by_libgcc(out: &mut [usize; MAX_FRAMES]) -> usize {
     // SAFETY: `out` has room for MAX_FRAMES pointer-sized entries.
     let n = unsafe { backtrace(out.as_mut_ptr().cast(), MAX_FRAMES as c_int) };
     n.max(0) as usize
-}
-
-static RULES: SpinLock<Rules> = SpinLock::new(Rules::new());
-
-/// Return addresses whose rules are kept (a table of 16 or 24 KiB, touched
-/// only when profiling): python's stacks in the profile test reach some
-/// 600 distinct ones; a workload's hot paths, a few dozen.
-const RULE_SLOTS: usize = 1024;
-
-/// A direct-mapped table of verdicts by return address (0: an empty slot;
-/// no walk looks one up).
-struct Rules {
-    slots: [(usize, Verdict); RULE_SLOTS],
-}
-
-impl Rules {
-    const fn new() -> Rules {
-        Rules { slots: [(0, Verdict::End); RULE_SLOTS] }
-    }
-
-    fn verdict(&mut self, ra: usize) -> Verdict {
-        // Fibonacci hashing of the low 32 bits: code addresses differ there.
-        let i = ((ra as u32).wrapping_mul(0x9e37_79b9) >> (32 - RULE_SLOTS.trailing_zeros())) as usize;
-        let slot = &mut self.slots[i];
-        if slot.0 != ra {
-            *slot = (ra, cfi::verdict(ra));
-        }
-        slot.1
-    }
-}
-
-/// The registers a walk follows, as they are in one frame (`bp: None`
-/// once a frame's rules lost it).
-#[derive(Clone, Copy)]
-struct Regs {
-    pc: usize,
-    sp: usize,
-    bp: Option<usize>,
-}
-
-/// A frame whose rule reads the frame pointer, which a frame below lost.
-struct Lost;
-
-impl Regs {
-    /// The calling function's, at this point of it (inlined, so the rules
-    /// found for `pc` describe `sp` and `bp`).
-    #[inline(always)]
-    fn here() -> Regs {
-        let (pc, sp, bp): (usize, usize, usize);
-        // SAFETY: reads three registers; writes only the outputs.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            core::arch::asm!(
-                "lea {pc}, [rip]",
-                "mov {sp}, rsp",
-                "mov {bp}, rbp",
-                pc = out(reg) pc, sp = out(reg) sp, bp = out(reg) bp,
-                options(nomem, nostack, preserves_flags),
-            );
-        }
-        // SAFETY: as above; the call pushes and the pop takes back one word
-        // (i386 has no pc-relative `lea`).
-        #[cfg(target_arch = "x86")]
-        unsafe {
-            core::arch::asm!(
-                "call 2f",
-                "2: pop {pc}",
-                "mov {sp}, esp",
-                "mov {bp}, ebp",
-                pc = out(reg) pc, sp = out(reg) sp, bp = out(reg) bp,
-                options(preserves_flags),
-            );
-        }
-        Regs { pc, sp, bp: Some(bp) }
-    }
-
-    /// The caller's registers by `rule`, or `None` where the walk ends:
-    /// the CFA does not climb the stack (which grows down), or there is no
-    /// return address.
-    ///
-    /// # Safety
-    /// `rule` is the rule of the code at `self.pc`, whose frame is live
-    /// with these register values: the words it names lie in that frame.
-    unsafe fn caller(&self, rule: cfi::Rule) -> Result<Option<Regs>, Lost> {
-        let read = |at: usize| {
-            // SAFETY: per the contract, the rule names words of the live
-            // stack (or, for a deref CFA, of its frame).
-            unsafe { (at as *const usize).read_unaligned() }
-        };
-        let base = |b: Base, cfa: usize| match b {
-            Base::Sp => Ok(self.sp),
-            Base::Bp => self.bp.ok_or(Lost),
-            Base::Cfa => Ok(cfa),
-        };
-        let at = |b: Base, off: i32, cfa: usize| Ok(read(base(b, cfa)?.wrapping_add_signed(off as isize)));
-        let mut cfa = base(rule.cfa.base, 0)?.wrapping_add_signed(rule.cfa.offset as isize);
-        if rule.cfa.deref {
-            cfa = read(cfa);
-        }
-        if cfa <= self.sp {
-            return Ok(None);
-        }
-        let pc = match rule.ra {
-            Saved::At(b, off) => at(b, off, cfa)?,
-            Saved::Same | Saved::Undefined => 0,
-        };
-        let bp = match rule.bp {
-            Saved::Same => self.bp,
-            Saved::Undefined => None,
-            Saved::At(b, off) => Some(at(b, off, cfa)?),
-        };
-        Ok((pc != 0).then_some(Regs { pc, sp: cfa, bp }))
-    }
-}
-
-/// The walk by kept rules; `None` if a frame needs libgcc.
-#[inline(never)]
-fn by_rules(out: &mut [usize; MAX_FRAMES]) -> Option<usize> {
-    let mut regs = Regs::here();
-    let mut rules = RULES.lock();
-    out[0] = regs.pc;
-    let mut n = 1;
-    while n < MAX_FRAMES {
-        let rule = match rules.verdict(regs.pc) {
-            Verdict::Frame(rule) => rule,
-            Verdict::End => break,
-            Verdict::Unsupported => return None,
-        };
-        // SAFETY: `rule` is the rule of `regs.pc`, the code of the frame
-        // these registers are of (the first, by `Regs::here`; each next,
-        // by the rule of the one before).
-        match unsafe { regs.caller(rule) } {
-            Ok(Some(next)) => regs = next,
-            Ok(None) => break,
-            Err(Lost) => return None,
-        }
-        out[n] = regs.pc;
-        n += 1;
-    }
-    Some(n)
 }
 
 /// Where the allocator's own code lies, when it is a library of its own
@@ -230,96 +82,4 @@ impl Own {
 /// instruction, whose line and inlining are the caller's.
 pub fn call_site(ret: usize) -> usize {
     ret.saturating_sub(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::hint::black_box;
-
-    /// Both walks from one function: past their first two frames (each in
-    /// its own function, then the call here), the same addresses.
-    #[inline(never)]
-    fn walks() -> (Option<Vec<usize>>, Vec<usize>) {
-        let (mut a, mut b) = ([0; MAX_FRAMES], [0; MAX_FRAMES]);
-        let n = by_rules(&mut a);
-        let m = by_libgcc(&mut b);
-        (n.map(|n| a[2..n].to_vec()), b[2..m].to_vec())
-    }
-
-    fn same_as_libgcc() -> usize {
-        let (ours, theirs) = walks();
-        assert_eq!(ours.as_ref(), Some(&theirs), "our frames, then libgcc's");
-        theirs.len()
-    }
-
-    #[inline(never)]
-    fn deep(depth: u32, f: &mut dyn FnMut()) {
-        if depth == 0 {
-            f();
-        } else {
-            deep(depth - 1, f);
-        }
-        black_box(depth);
-    }
-
-    /// A frame that realigns the stack (its CFA from the frame pointer).
-    #[inline(never)]
-    fn realigned(f: &mut dyn FnMut()) {
-        #[repr(align(256))]
-        struct Aligned([u8; 256]);
-        let a = Aligned([1; 256]);
-        black_box(&a.0);
-        f();
-        black_box(&a.0);
-    }
-
-    #[test]
-    fn stacks_walked_by_rules_match_libgccs() {
-        let mut frames = 0;
-        deep(5, &mut || frames = same_as_libgcc());
-        let mut deeper = 0;
-        deep(5, &mut || realigned(&mut || deep(3, &mut || deeper = same_as_libgcc())));
-        assert!(deeper >= frames + 4, "{deeper} frames through the realigned one, {frames} without");
-        // Again, from the kept rules.
-        deep(5, &mut || assert_eq!(same_as_libgcc(), frames));
-        let on_thread = std::thread::spawn(|| {
-            let mut n = 0;
-            deep(2, &mut || n = same_as_libgcc());
-            n
-        });
-        assert!(on_thread.join().unwrap() >= 3);
-    }
-
-    #[test]
-    fn a_signal_frame_is_left_to_libgcc() {
-        /// Whether the walk by rules went through, `capture`'s frames,
-        /// libgcc's.
-        type Seen = (bool, Vec<usize>, Vec<usize>);
-        static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
-        extern "C" fn handler(_: c_int) {
-            let mut a = [0; MAX_FRAMES];
-            let by_rules = by_rules(&mut a).is_some();
-            let n = capture(&mut a);
-            let mut b = [0; MAX_FRAMES];
-            let m = by_libgcc(&mut b);
-            *SEEN.lock().unwrap() = Some((by_rules, a[..n].to_vec(), b[2..m].to_vec()));
-        }
-        // SAFETY: a handler for a signal only this thread raises, restored
-        // after.
-        unsafe {
-            let mut act: libc::sigaction = core::mem::zeroed();
-            act.sa_sigaction = handler as extern "C" fn(c_int) as usize;
-            let mut old: libc::sigaction = core::mem::zeroed();
-            assert_eq!(libc::sigaction(libc::SIGUSR2, &act, &mut old), 0);
-            assert_eq!(libc::raise(libc::SIGUSR2), 0);
-            libc::sigaction(libc::SIGUSR2, &old, core::ptr::null_mut());
-        }
-        let (by_rules, ours, theirs) = SEEN.lock().unwrap().take().unwrap();
-        assert!(!by_rules, "the walk by rules stops at the signal frame");
-        // `capture`'s first frames are its own and `by_libgcc`'s (which it
-        // may reach by a jump).
-        assert!(ours.ends_with(&theirs), "capture gives libgcc's frames: {ours:x?}, {theirs:x?}");
-        assert!(theirs.len() > 4, "the walk crosses the signal frame");
-    }
 }
