@@ -139,15 +139,21 @@ fn randomized_stress_with_cross_thread_frees_and_thread_turnover() {
     use std::time::{Duration, Instant};
 
     const WORKERS: usize = 4;
-    let deadline = Instant::now() + Duration::from_secs(stress_seconds());
+    // Generations of threads the stress runs however slow the machine (an
+    // instrumented build, a loaded CI host): each stops at its share of
+    // the time, so that the turnover is tested within the bound.
+    const GENERATIONS: u32 = 4;
+    let total = Duration::from_secs(stress_seconds());
+    let deadline = Instant::now() + total;
     // One mailbox per worker slot: blocks sent there are freed by whichever
     // thread runs that slot next (often not the allocating one, or a thread
     // created after the allocating one exited).
     type Mailboxes = Vec<Mutex<Vec<(usize, usize)>>>;
     let mailboxes: Arc<Mailboxes> = Arc::new((0..WORKERS).map(|_| Mutex::new(Vec::new())).collect());
     let mut generation = 0u64;
-    while Instant::now() < deadline {
+    while generation < u64::from(GENERATIONS) || Instant::now() < deadline {
         generation += 1;
+        let share = Instant::now() + total / GENERATIONS;
         let handles: Vec<_> = (0..WORKERS)
             .map(|slot| {
                 let mailboxes = Arc::clone(&mailboxes);
@@ -155,6 +161,9 @@ fn randomized_stress_with_cross_thread_frees_and_thread_turnover() {
                     let mut seed = generation * 1000 + slot as u64 + 1;
                     let mut live: Vec<Block> = Vec::new();
                     for _ in 0..5_000 {
+                        if Instant::now() > share {
+                            break;
+                        }
                         let r = xorshift(&mut seed);
                         match r % 8 {
                             0..=3 => live.push(make(size_from(r >> 3))),
@@ -196,5 +205,4 @@ fn randomized_stress_with_cross_thread_frees_and_thread_turnover() {
     for mailbox in mailboxes.iter() {
         std::mem::take(&mut *mailbox.lock().unwrap()).into_iter().map(|(p, s)| Block(p, s)).for_each(release);
     }
-    assert!(generation > 1, "the stress ran at least two generations of threads");
 }
