@@ -5,11 +5,13 @@
  *  (a) write after a cross-thread free: in a forked child with stderr on a
  *      pipe, the main thread allocates 64 blocks of 64 bytes; a second
  *      thread frees them all and exits (its batch goes to the main thread's
- *      inbox); the main thread then writes 0x41 over the first word of every
+ *      inbox); the main thread then writes 0x41 over the second word of every
  *      block (the link of the chain the blocks are posted on), or over the
  *      first 16 bytes, and allocates until it takes the chain back. The child
  *      must die of SIGABRT (never SIGSEGV), and its stderr must say
- *      "heap corruption" and "freed by another thread".
+ *      "heap corruption" and "freed by another thread". A write over the
+ *      first word only (no link while the block is posted) must do no harm:
+ *      the child exits normally, with nothing on stderr.
  *  (b) concurrent double frees: for T = 2, 4, 8, ROUNDS rounds: the main
  *      thread allocates N blocks of 16..512 bytes and fills them; T threads
  *      (half of them with a heap of their own, half without: both remote
@@ -32,12 +34,28 @@
  *  (d) the same as (b) with 4 huge blocks of 3 MiB a round: a huge block's
  *      free may give its mapping back while another thread's free of it
  *      reads its header; exactly T - 1 reports per block again.
+ *  (e) the same as (b) with the owner among the freeing threads (its free
+ *      and another thread's of one block can both pass their checks, and
+ *      put the block on its free list and in a posted chain at once); after,
+ *      the owner allocates 4N blocks of the same sizes, and every pattern
+ *      must be intact, no address twice: exactly T reports per block.
+ *  (f) the same instant, forced: RACE_ITERS times, the owner allocates a
+ *      block, hands it to another thread that spins for it, waits a random
+ *      few hundred cycles and frees it too (so that some frees land inside
+ *      the other's check); then it allocates a block of the same class
+ *      (the one freed twice, if it may be handed out) and keeps it among
+ *      RACE_RING live blocks. No block may be handed out while live,
+ *      every pattern must be intact, and exactly RACE_ITERS double frees
+ *      reported, with the other thread with a heap of its own or without.
+ *      (The library before the fix aborted with "free block overwritten",
+ *      a wrong diagnosis, in every run.)
  * Exits 1 on failure.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +88,7 @@ static void *free_all(void *arg)
     return NULL;
 }
 
-static void uaf_child(size_t len)
+static void uaf_child(size_t offset, size_t len)
 {
     pthread_t t;
     for (int i = 0; i < UAF_BLOCKS; i++)
@@ -78,31 +96,32 @@ static void uaf_child(size_t len)
     pthread_create(&t, NULL, free_all, NULL);
     pthread_join(t, NULL);
     for (int i = 0; i < UAF_BLOCKS; i++)
-        memset(uaf_blocks[i], 0x41, len); /* the use after free */
+        memset((char *)uaf_blocks[i] + offset, 0x41, len); /* the use after free */
     for (int i = 0; i < 100000; i++)
         if (allocate(64) == NULL)
             break;
     _exit(0); /* not detected */
 }
 
-static void expect_remote_uaf_abort(size_t len, const char *what)
+/* Runs uaf_child(offset, len) in a child; returns its status, its stderr's
+ * first line in err. */
+static int run_uaf_child(size_t offset, size_t len, char *err, size_t size)
 {
     int fds[2];
-    char err[1024] = {0};
     if (pipe(fds) != 0) {
         FAIL("pipe");
-        return;
+        return -1;
     }
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 2);
         close(fds[0]);
-        uaf_child(len);
+        uaf_child(offset, len);
     }
     close(fds[1]);
     ssize_t n, got = 0;
-    while ((n = read(fds[0], err + got, sizeof err - 1 - (size_t)got)) > 0)
+    while ((n = read(fds[0], err + got, size - 1 - (size_t)got)) > 0)
         got += n;
     close(fds[0]);
     int status;
@@ -110,6 +129,15 @@ static void expect_remote_uaf_abort(size_t len, const char *what)
     char *nl = strchr(err, '\n');
     if (nl)
         *nl = 0;
+    return status;
+}
+
+static void expect_remote_uaf_abort(size_t offset, size_t len, const char *what)
+{
+    char err[1024] = {0};
+    int status = run_uaf_child(offset, len, err, sizeof err);
+    if (status == -1)
+        return;
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
         FAIL("%s: child %s %d (expected SIGABRT), stderr: \"%s\"", what,
              WIFSIGNALED(status) ? "died of signal" : "exited with status",
@@ -118,6 +146,20 @@ static void expect_remote_uaf_abort(size_t len, const char *what)
         FAIL("%s: SIGABRT, but stderr was \"%s\"", what, err);
     else
         printf("  %s: SIGABRT, stderr: %s (ok)\n", what, err);
+}
+
+static void expect_remote_uaf_harmless(size_t offset, size_t len, const char *what)
+{
+    char err[1024] = {0};
+    int status = run_uaf_child(offset, len, err, sizeof err);
+    if (status == -1)
+        return;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || err[0])
+        FAIL("%s: child %s %d (expected a normal exit), stderr: \"%s\"", what,
+             WIFSIGNALED(status) ? "died of signal" : "exited with status",
+             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), err);
+    else
+        printf("  %s: no harm, no report (ok)\n", what);
 }
 
 /* ---- (b) concurrent double frees ---------------------------------------------- */
@@ -169,13 +211,46 @@ static int count_lines(FILE *f, const char *needle, int *others)
     return count;
 }
 
+/* Puts stderr back (saved) and counts the "double free" lines of log, the
+ * others in *others. */
+static long end_log(FILE *log, int saved, int *others)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long reported = count_lines(log, "double free", others);
+    fclose(log);
+    return reported;
+}
+
 static int cmp_ptr(const void *a, const void *b)
 {
     uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static void concurrent_double_frees(int threads)
+/* The owner's checks of the blocks (e) allocates after the frees. */
+static int check_owner_again(int threads, int round)
+{
+    static unsigned char *again[4 * N];
+    for (int i = 0; i < 4 * N; i++) {
+        size_t size = size_of_block(i % nblocks, round);
+        again[i] = allocate((unsigned)size);
+        memset(again[i], (i * 7) & 0xff, size);
+    }
+    for (int i = 0; i < 4 * N; i++)
+        for (size_t k = 0; k < size_of_block(i % nblocks, round); k++)
+            if (again[i][k] != ((i * 7) & 0xff)) {
+                FAIL("T=%d and the owner, round %d: block %p overwritten: two owners", threads, round,
+                     (void *)again[i]);
+                return 0;
+            }
+    for (int i = 0; i < 4 * N; i++)
+        deallocate(again[i]);
+    return 1;
+}
+
+static void concurrent_double_frees(int threads, int owner_too)
 {
     static unsigned char *again[2 * N];
     pthread_t t[MAX_T];
@@ -190,15 +265,23 @@ static void concurrent_double_frees(int threads)
             blocks[i] = allocate((unsigned)size_of_block(i, round));
             memset(blocks[i], i & 0xff, size_of_block(i, round));
         }
-        pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+        pthread_barrier_init(&barrier, NULL, (unsigned)(threads + owner_too));
         for (int k = 0; k < threads; k++) {
             f[k] = (struct freer){k, k % 2};
             pthread_create(&t[k], NULL, free_at_once, &f[k]);
         }
+        if (owner_too) {
+            struct freer me = {threads, 0};
+            free_at_once(&me);
+        }
         for (int k = 0; k < threads; k++)
             pthread_join(t[k], NULL);
         pthread_barrier_destroy(&barrier);
-        expected += (long)nblocks * (threads - 1);
+        expected += (long)nblocks * (threads - 1 + owner_too);
+        if (owner_too && !check_owner_again(threads, round)) {
+            dup2(saved, 2);
+            return;
+        }
 
         for (int i = 0; i < 2 * N; i++) {
             again[i] = allocate(64);
@@ -214,18 +297,14 @@ static void concurrent_double_frees(int threads)
         for (int i = 0; i < 2 * N; i++)
             deallocate(again[i]);
     }
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
     int others;
-    long reported = count_lines(log, "double free", &others);
-    fclose(log);
+    long reported = end_log(log, saved, &others);
     if (reported != expected || others != 0)
         FAIL("T=%d: %ld double-free reports (expected %ld) and %d other lines", threads, reported, expected, others);
     else
-        printf("  T=%d: %d rounds of %d %s blocks freed by every thread at once: %ld double frees reported, "
+        printf("  T=%d%s: %d rounds of %d %s blocks freed by every thread at once: %ld double frees reported, "
                "no block handed out twice (ok)\n",
-               threads, ROUNDS, nblocks, huge ? "huge" : "small", reported);
+               threads, owner_too ? " and the owner" : "", ROUNDS, nblocks, huge ? "huge" : "small", reported);
 }
 
 /* ---- (c) stale frees racing with memory return ---------------------------------- */
@@ -291,27 +370,123 @@ static void stale_frees_racing_with_return(void)
     deallocate(p);
 }
 
+/* ---- (f) the owner's free and another thread's in the same instant ------------- */
+
+#define RACE_ITERS 100000
+#define RACE_RING 64
+#define RACE_SIZE 48
+
+static void *_Atomic race_block;
+static atomic_long race_seq, race_ack;
+
+static void *free_when_handed(void *arg)
+{
+    if (arg)
+        deallocate(allocate(24)); /* a heap of its own: the frees are batched */
+    for (long s = 1; s <= RACE_ITERS; s++) {
+        while (atomic_load_explicit(&race_seq, memory_order_acquire) != s)
+            ;
+        deallocate(atomic_load_explicit(&race_block, memory_order_relaxed));
+        atomic_store_explicit(&race_ack, s, memory_order_release);
+    }
+    return NULL;
+}
+
+static void owner_and_other_at_once(int with_heap)
+{
+    static unsigned char *ring[RACE_RING];
+    static void *more[4096];
+    pthread_t t;
+    FILE *log = tmpfile();
+    int saved = dup(2), ok = 1;
+    unsigned r = 1;
+    dup2(fileno(log), 2);
+    atomic_store(&race_seq, 0);
+    atomic_store(&race_ack, 0);
+    pthread_create(&t, NULL, free_when_handed, with_heap ? &t : NULL);
+    for (long s = 1; s <= RACE_ITERS && ok; s++) {
+        void *b = allocate(RACE_SIZE);
+        atomic_store_explicit(&race_block, b, memory_order_relaxed);
+        atomic_store_explicit(&race_seq, s, memory_order_release);
+        r = r * 1103515245u + 12345u;
+        for (volatile unsigned k = (r >> 16) & 511; k; k--)
+            ;
+        deallocate(b);
+        while (atomic_load_explicit(&race_ack, memory_order_acquire) != s)
+            ;
+        unsigned char *c = allocate(RACE_SIZE);
+        int slot = (int)(s % RACE_RING);
+        for (int i = 0; i < RACE_RING; i++)
+            if (ring[i] == c) {
+                dup2(saved, 2);
+                FAIL("(f) %p handed out while live, iteration %ld", (void *)c, s);
+                ok = 0;
+            }
+        if (ring[slot]) {
+            for (int k = 0; k < RACE_SIZE; k++)
+                if (ok && ring[slot][k] != (unsigned char)slot) {
+                    dup2(saved, 2);
+                    FAIL("(f) live block %p overwritten, iteration %ld", (void *)ring[slot], s);
+                    ok = 0;
+                }
+            deallocate(ring[slot]);
+        }
+        memset(c, slot, RACE_SIZE);
+        ring[slot] = c;
+    }
+    if (!ok)
+        _exit(1); /* the other thread may wait forever */
+    pthread_join(t, NULL);
+    /* Past the head page: the slow path takes back the last posted blocks
+     * (and reports the last double frees) before the count. */
+    for (int i = 0; i < 4096; i++)
+        more[i] = allocate(RACE_SIZE);
+    for (int i = 0; i < 4096; i++)
+        deallocate(more[i]);
+    for (int i = 0; i < RACE_RING; i++) {
+        deallocate(ring[i]);
+        ring[i] = NULL;
+    }
+    int others;
+    long reported = end_log(log, saved, &others);
+    if (reported != RACE_ITERS || others != 0)
+        FAIL("(f) %ld double-free reports (expected %d) and %d other lines", reported, RACE_ITERS, others);
+    else
+        printf("  the other thread %s a heap: %d blocks freed by both at once: %ld double frees reported, none "
+               "handed out while live (ok)\n",
+               with_heap ? "with" : "without", RACE_ITERS, reported);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     printf("(a) writes after a cross-thread free\n");
-    expect_remote_uaf_abort(sizeof(void *), "the link word of each freed block");
-    expect_remote_uaf_abort(16, "16 bytes of 0x41 over each freed block");
+    expect_remote_uaf_abort(sizeof(void *), sizeof(void *), "the posted link (second word) of each freed block");
+    expect_remote_uaf_abort(0, 16, "16 bytes of 0x41 over each freed block");
+    expect_remote_uaf_harmless(0, sizeof(void *), "the first word of each freed block");
     printf("(b) concurrent double frees\n");
     for (int threads = 2; threads <= MAX_T; threads *= 2)
-        concurrent_double_frees(threads);
+        concurrent_double_frees(threads, 0);
     printf("(c) stale frees racing with memory return\n");
     stale_frees_racing_with_return();
     printf("(d) concurrent double frees of huge blocks (a freed mapping may go back to the system)\n");
     nblocks = 4;
     huge = 1;
     for (int threads = 2; threads <= MAX_T; threads *= 2)
-        concurrent_double_frees(threads);
+        concurrent_double_frees(threads, 0);
+    printf("(e) concurrent double frees with the owner among the freeing threads\n");
+    nblocks = N;
+    huge = 0;
+    for (int threads = 1; threads < MAX_T; threads *= 2)
+        concurrent_double_frees(threads, 1);
+    printf("(f) the owner's free and another thread's of one block in the same instant\n");
+    owner_and_other_at_once(1);
+    owner_and_other_at_once(0);
     if (failures) {
         printf("FAIL: test_remote_misuse: %d failure(s)\n", failures);
         return 1;
     }
     printf("PASS: test_remote_misuse (writes after cross-thread frees abort with a report; concurrent double "
-           "frees reported exactly, never a block with two owners; stale frees racing with memory return never crash)\n");
+           "frees, the owner's among them, reported exactly, never a block with two owners; stale frees racing with memory return never crash)\n");
     return 0;
 }

@@ -9,9 +9,9 @@
 //! (`take_heap` in `src/thread/pool.rs`).
 //!
 //! This is a model, not the allocator: the real heap lives in mmap'd memory
-//! that loom cannot track. Blocks are indices; each has one non-atomic word
-//! (a loom `UnsafeCell`), its "first word", which links it on the remote list
-//! and on the owner's free list as in the real code. The owner's state (free
+//! that loom cannot track. Blocks are indices; each has two non-atomic words
+//! (loom `UnsafeCell`s), as in the real code (`small::block::Link`): the
+//! first links it on the owner's free list, the second on the remote list. The owner's state (free
 //! list, which blocks are live, the work `collect` does) is one loom
 //! `UnsafeCell`, touched only by whoever holds `taken`, so loom fails the test
 //! if two threads ever own the heap at once or if a hand-over of ownership
@@ -32,9 +32,13 @@
 //! Checked in every explored execution: no block is left on the remote list
 //! of a heap nobody owns, every block ends on the free list exactly once (no
 //! loss, no double free), of two threads freeing one block at once exactly
-//! one succeeds, and ownership is exclusive. Two tests break the protocol on
-//! purpose (no re-check in `abandon`; the pending bit released before the
-//! block is freed) and expect loom to find the failure.
+//! one succeeds, and ownership is exclusive. The owner's free racing with
+//! another thread's free of the same block (`Page::free` reads the pending
+//! bit and clears the live bit without a read-modify-write) gives exactly
+//! one report, and the owner never holds one block twice. Four tests break the protocol on purpose
+//! (no re-check in `abandon`; the pending bit released before the block is
+//! freed; one link word for both lists; an allocation that does not test
+//! the pending bit) and expect loom to find the failure.
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -58,8 +62,16 @@ struct Heap {
     taken: AtomicBool,
     /// Head of the Treiber stack of blocks freed by other threads.
     remote: AtomicUsize,
-    /// Each block's first word.
+    /// Each block's first word: its link on the free list.
     links: [UnsafeCell<usize>; BLOCKS],
+    /// Each block's second word: its link on the remote list.
+    posted: [UnsafeCell<usize>; BLOCKS],
+    /// Blocks an allocation refused (pending: also on the remote list); they
+    /// leave the free list for good in the model (until the page empties in
+    /// the real code).
+    refused: [AtomicBool; BLOCKS],
+    /// Double frees reported, by the owner and by other threads.
+    reports: AtomicUsize,
     /// The live bitmap: written by the owner, read by freers (relaxed).
     live: [AtomicBool; BLOCKS],
     /// The pending bitmap: set by a freer's claim, cleared by the owner.
@@ -71,6 +83,12 @@ struct Heap {
     /// Whether the drain frees a block before it releases its pending bit
     /// (false only in the second broken model).
     free_before_release: bool,
+    /// Whether the remote list links through the second word (false only in
+    /// the third broken model: the first, as the free list).
+    two_words: bool,
+    /// Whether an allocation refuses a block whose pending bit is set (false
+    /// only in the fourth broken model).
+    pop_tests_pending: bool,
 }
 
 /// Stands in, for loom, for the total order of the real code's `SeqCst`
@@ -89,12 +107,22 @@ impl Heap {
             taken: AtomicBool::new(taken),
             remote: AtomicUsize::new(NIL),
             links,
+            posted: core::array::from_fn(|_| UnsafeCell::new(NIL)),
+            refused: core::array::from_fn(|_| AtomicBool::new(false)),
+            reports: AtomicUsize::new(0),
             live: [AtomicBool::new(true), AtomicBool::new(true), AtomicBool::new(false)],
             pending: core::array::from_fn(|_| AtomicBool::new(false)),
             local: UnsafeCell::new(local),
             recheck,
             free_before_release: true,
+            two_words: true,
+            pop_tests_pending: true,
         }
+    }
+
+    /// The word that links `b` on the remote list.
+    fn posted_link(&self, b: usize) -> &UnsafeCell<usize> {
+        if self.two_words { &self.posted[b] } else { &self.links[b] }
     }
 
     /// `Heap::try_take`.
@@ -102,7 +130,7 @@ impl Heap {
         self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
     }
 
-    /// Pops the free list (`Page::pop`).
+    /// Pops the free list (`Page::pop`), past blocks it refuses.
     ///
     /// # Safety
     /// The caller owns the heap.
@@ -110,14 +138,20 @@ impl Heap {
         // SAFETY: the caller owns the heap, so it alone touches `local`, and
         // the blocks on its free list.
         self.local.with_mut(|local| unsafe {
-            let b = (*local).free;
-            if b == NIL {
-                return None;
+            loop {
+                let b = (*local).free;
+                if b == NIL {
+                    return None;
+                }
+                assert!(!self.live[b].load(Ordering::Relaxed), "block {b} on the free list is live");
+                (*local).free = self.links[b].with(|link| *link);
+                if self.pop_tests_pending && self.pending[b].load(Ordering::Relaxed) {
+                    self.refused[b].store(true, Ordering::Relaxed);
+                    continue;
+                }
+                self.live[b].store(true, Ordering::Relaxed);
+                return Some(b);
             }
-            assert!(!self.live[b].load(Ordering::Relaxed), "block {b} on the free list is live");
-            (*local).free = self.links[b].with(|link| *link);
-            self.live[b].store(true, Ordering::Relaxed);
-            Some(b)
         })
     }
 
@@ -162,14 +196,31 @@ impl Heap {
         });
     }
 
+    /// `Page::free` as it runs on the owner's fast path (no read-modify-
+    /// write), for a block the caller handed out: whether it took effect.
+    ///
+    /// # Safety
+    /// The caller owns the heap; `b` is one of its blocks.
+    unsafe fn free_racing(&self, b: usize) -> bool {
+        if !self.live[b].load(Ordering::Relaxed) || self.pending[b].load(Ordering::Relaxed) {
+            self.reports.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        // SAFETY: per the contract.
+        unsafe { self.push_free(b) };
+        true
+    }
+
     /// `Page::claim_foreign`: whether this thread's free of `b` takes effect.
     fn claim(&self, b: usize) -> bool {
         if !self.live[b].load(Ordering::Relaxed) || self.pending[b].swap(true, Ordering::Acquire) {
+            self.reports.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         if !self.live[b].load(Ordering::Relaxed) {
             // `fetch_and` in the real code: a read-modify-write too.
             self.pending[b].swap(false, Ordering::Relaxed);
+            self.reports.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         true
@@ -186,12 +237,12 @@ impl Heap {
         };
         for pair in claimed.windows(2) {
             // SAFETY: claimed blocks are ours to write until published.
-            self.links[pair[0]].with_mut(|link| unsafe { *link = pair[1] });
+            self.posted_link(pair[0]).with_mut(|link| unsafe { *link = pair[1] });
         }
         let mut head = self.remote.load(Ordering::Relaxed);
         loop {
             // SAFETY: as above.
-            self.links[last].with_mut(|link| unsafe { *link = head });
+            self.posted_link(last).with_mut(|link| unsafe { *link = head });
             match self.remote.compare_exchange_weak(head, first, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(now) => head = now,
@@ -255,10 +306,18 @@ impl Heap {
         while b != NIL {
             // SAFETY: blocks on the remote list were published by
             // `free_remote`, whose release pairs with our acquire.
-            let next = self.links[b].with(|link| unsafe { *link });
+            let next = self.posted_link(b).with(|link| unsafe { *link });
             // `Page::take_back`: only a claimed block may be on the list; it
             // is freed before its pending bit is released.
             assert!(self.pending[b].load(Ordering::Relaxed), "block {b} posted without a claim");
+            if !self.live[b].load(Ordering::Relaxed) {
+                // The owner freed it too, in the same instant.
+                self.reports.fetch_add(1, Ordering::Relaxed);
+                self.pending[b].swap(false, Ordering::Release);
+                b = next;
+                continue;
+            }
+
             if !self.free_before_release {
                 self.pending[b].swap(false, Ordering::Release);
             }
@@ -296,14 +355,14 @@ impl Heap {
         assert_eq!(self.remote.load(Ordering::SeqCst), NIL, "block stranded on the remote list of an abandoned heap");
         // SAFETY: every other thread is joined, so the heap is ours.
         self.local.with(|local| unsafe {
-            let mut seen = [false; BLOCKS];
+            let mut seen: [bool; BLOCKS] = core::array::from_fn(|b| self.refused[b].load(Ordering::Relaxed));
             let mut b = (*local).free;
             while b != NIL {
                 assert!(b < BLOCKS && !seen[b], "free list corrupt at block {b}");
                 seen[b] = true;
                 b = self.links[b].with(|link| *link);
             }
-            assert_eq!(seen, [true; BLOCKS], "blocks lost from the free list");
+            assert_eq!(seen, [true; BLOCKS], "blocks lost from the free list (other than refused ones)");
             assert!(self.live.iter().all(|l| !l.load(Ordering::Relaxed)), "blocks still live");
             let pending: Vec<bool> = self.pending.iter().map(|p| p.load(Ordering::Relaxed)).collect();
             assert!(pending.iter().all(|p| !p), "blocks still pending: {pending:?}");
@@ -456,10 +515,10 @@ fn two_threads_free_the_same_blocks() {
 }
 
 /// With the pending bit released before the block is freed, a late claim
-/// of the second thread succeeds on a block the owner is linking: loom must
-/// find the two writes to its link.
+/// of the second thread succeeds on a block the owner is taking back: the
+/// block is freed three times; loom must find it.
 #[test]
-#[should_panic(expected = "Concurrent write accesses")]
+#[should_panic(expected = "each block freed exactly once")]
 fn releasing_before_freeing_gives_a_block_two_lists() {
     same_blocks_freed_twice(false);
 }
@@ -484,6 +543,71 @@ fn same_blocks_freed_twice(free_before_release: bool) {
         owner.join().unwrap();
         let claimed: usize = freers.into_iter().map(|f| f.join().unwrap()).sum();
         assert_eq!(claimed, 2, "each block freed exactly once");
+        heap.check_settled();
+    });
+}
+
+/// The owner frees block 0 while another thread frees it too; once both
+/// frees returned, the owner (this thread now, after the joins) allocates
+/// three times (past the two blocks of its free list, the remote list is
+/// drained), frees what it got and exits. Exactly one of the two frees is
+/// reported, the owner never holds one block twice, and every block ends
+/// free once or refused.
+#[test]
+fn the_owner_and_another_thread_free_one_block_at_once() {
+    owner_and_other_free_at_once(true, true);
+}
+
+/// With one link word for both lists, the owner's link and the other
+/// thread's are written to the same word unordered: loom must find it.
+#[test]
+#[should_panic(expected = "Concurrent write accesses")]
+fn one_link_word_for_both_lists_races() {
+    owner_and_other_free_at_once(false, true);
+}
+
+/// With an allocation that does not test the pending bit, the owner hands
+/// block 0 out again while the other thread's free of it is posted, and the
+/// drain frees it under its new owner, who gets it once more: loom must find
+/// it.
+#[test]
+#[should_panic(expected = "two owners")]
+fn an_allocation_blind_to_pending_gives_two_owners() {
+    owner_and_other_free_at_once(true, false);
+}
+
+fn owner_and_other_free_at_once(two_words: bool, pop_tests_pending: bool) {
+    model(Some(3), move || {
+        let mut heap = Heap::new(true, true);
+        heap.two_words = two_words;
+        heap.pop_tests_pending = pop_tests_pending;
+        let heap = Arc::new(heap);
+        let owner = {
+            let heap = heap.clone();
+            // SAFETY: the heap was created taken, for this thread; block 0
+            // is live, handed out before.
+            thread::spawn(move || unsafe { heap.free_racing(0) })
+        };
+        let other = {
+            let heap = heap.clone();
+            thread::spawn(move || heap.free_remote(&[0]))
+        };
+        let took_effect = usize::from(owner.join().unwrap()) + other.join().unwrap();
+        assert!(took_effect >= 1, "block 0 freed");
+        // SAFETY: the owner thread is joined without giving the heap up:
+        // this thread holds it now.
+        unsafe {
+            let held: Vec<usize> = [heap.alloc(), heap.alloc(), heap.alloc()].into_iter().flatten().collect();
+            for (i, x) in held.iter().enumerate() {
+                assert!(!held[..i].contains(x), "block {x} held twice: two owners");
+            }
+            // Block 1 is the model's other live block.
+            for block in held.into_iter().chain([1]) {
+                assert!(heap.free_racing(block), "block {block} not live when freed");
+            }
+            heap.abandon();
+        }
+        assert_eq!(heap.reports.load(Ordering::Relaxed), 1, "one of the two frees reported");
         heap.check_settled();
     });
 }

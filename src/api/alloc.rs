@@ -37,13 +37,19 @@ pub fn init() {
         }
         return;
     }
-    let mut key = [0u8; size_of::<usize>()];
-    if !crate::sys::random::random_bytes(&mut key) {
-        // No entropy yet (early boot): the address of a stack slot still
-        // differs between runs under ASLR.
-        key = (&raw const key as usize).rotate_left(17).to_ne_bytes();
+    let mut keys = [0usize; 2];
+    for (i, key) in keys.iter_mut().enumerate() {
+        let mut bytes = [0u8; size_of::<usize>()];
+        *key = if crate::sys::random::random_bytes(&mut bytes) {
+            usize::from_ne_bytes(bytes)
+        } else {
+            // No entropy yet (early boot): the address of a stack slot still
+            // differs between runs under ASLR (the two keys are not
+            // independent then).
+            (&raw const bytes as usize).rotate_left(17 + 24 * i as u32)
+        };
     }
-    block::set_key(usize::from_ne_bytes(key));
+    block::set_keys(keys);
     options::init();
     crate::profiler::init();
     thread::init();

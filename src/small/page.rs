@@ -17,7 +17,7 @@
 //! another thread already freed is a double free, reported in the call that
 //! made it.
 
-use super::block::Block;
+use super::block::{Block, Link};
 use super::size_class::{MIN_BLOCK, class_size};
 use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
@@ -95,32 +95,55 @@ struct Local {
 /// block count (8192 at most), far below overflow.
 const RETAINED_SLACK: u32 = 1 << 30;
 
+/// What [`Page::try_pop`] found.
+pub enum Popped {
+    Block(*mut u8),
+    /// The free list's first block was in a posted chain; it is off the
+    /// list now, and another try may find a block.
+    Refused,
+    Empty,
+}
+
 const _: () = assert!(size_of::<Page>() == 128 && core::mem::offset_of!(Page, local) == 64);
 
 impl Page {
-    /// Takes a free block, or null when the page has none. The hot path of
-    /// every small allocation.
+    /// Takes a free block, or null when the page has none.
+    pub fn pop(&self) -> *mut u8 {
+        loop {
+            match self.try_pop() {
+                Popped::Block(p) => return p,
+                Popped::Refused => {}
+                Popped::Empty => return null_mut(),
+            }
+        }
+    }
+
+    /// Takes a free block: the hot path of every small allocation.
     ///
     /// A block on the free list that is not a block of this page, or whose
     /// live bit is set, means a link was overwritten (a write after free):
     /// the process aborts with a report rather than hand out memory twice.
+    /// A block whose pending bit is set is also in a chain another thread
+    /// posted (see [`Self::free`]): it leaves the free list, left to the
+    /// drain, and the caller asks again.
     #[inline(always)]
-    pub fn pop(&self) -> *mut u8 {
+    pub fn try_pop(&self) -> Popped {
         let block = self.local.free.get();
         if !block.is_null() {
-            match self.index(block as usize) {
-                Some(i) if self.set_live(i) => {}
-                _ => error::corrupted(block.cast(), b"free block overwritten"),
+            let Some(i) = self.index(block as usize) else { error::corrupted(block.cast(), b"free block overwritten") };
+            if !self.set_live_if_free(i) {
+                self.refuse(block);
+                return Popped::Refused;
             }
             // SAFETY: the block is a block of this page (checked above), not
             // live, and ours to read.
             unsafe {
-                let next = Block::next(block);
+                let next = Block::next(block, Link::Free);
                 prefetch(next);
                 self.local.free.set(next);
             }
             self.local.countdown.set(self.local.countdown.get() + 1);
-            return block.cast();
+            return Popped::Block(block.cast());
         }
         let fresh = self.shape.bump.load(Relaxed);
         if fresh < self.local.end.get() {
@@ -129,13 +152,22 @@ impl Page {
             debug_assert!(fresh_index.is_some());
             self.set_live(fresh_index.unwrap_or(0));
             self.local.countdown.set(self.local.countdown.get() + 1);
-            return fresh as *mut u8;
+            return Popped::Block(fresh as *mut u8);
         }
-        null_mut()
+        Popped::Empty
     }
 
     /// Frees `p` into this page, for the owner. `Ok(true)` when the page
     /// emptied or was full: the heap's slow path handles those.
+    ///
+    /// The pending bit is read, and the live bit cleared, without an atomic
+    /// read-modify-write (one would cost the fast path a locked instruction):
+    /// another thread's free of the same block in the same instant can pass
+    /// [`Self::claim_foreign`] too. The block is then on this page's free
+    /// list and in that thread's chain at once, each list by a link of its
+    /// own ([`Link`]); [`Self::pop`] never hands out a block whose pending
+    /// bit is set, and [`Self::take_back`] reports the double free, so the
+    /// block has one owner whatever the order.
     ///
     /// # Safety
     /// The caller owns the page's heap; `p` lies in this page's memory.
@@ -163,7 +195,7 @@ impl Page {
     #[inline(always)]
     fn push(&self, block: *mut Block) -> bool {
         // SAFETY: the caller cleared the block's live bit: it is ours.
-        unsafe { Block::link(block, self.local.free.get()) };
+        unsafe { Block::link(block, Link::Free, self.local.free.get()) };
         self.local.free.set(block);
         let countdown = self.local.countdown.get() - 1;
         self.local.countdown.set(countdown);
@@ -283,17 +315,47 @@ impl Page {
         (live, pending, 1 << (index % bits))
     }
 
-    /// Sets the live bit of block `index`; false if it was set already.
+    /// Sets the live bit of block `index` if both its live and pending bits
+    /// are clear; false otherwise.
     #[inline(always)]
-    fn set_live(&self, index: usize) -> bool {
-        let (word, _, _) = self.bits(index);
+    fn set_live_if_free(&self, index: usize) -> bool {
+        let (word, pending, _) = self.bits(index);
         let shift = index % usize::BITS as usize;
         let w = word.load(Relaxed);
-        if (w >> shift) & 1 != 0 {
+        if ((w | pending.load(Relaxed)) >> shift) & 1 != 0 {
             return false;
         }
         word.store(w | 1 << shift, Relaxed);
         true
+    }
+
+    /// [`Self::try_pop`] met a block it may not hand out: a live one (the
+    /// link that led to it was overwritten), or one another thread freed in
+    /// the same instant as the owner (pending: it waits in a posted chain).
+    /// The latter leaves the free list; the drain reports the double free,
+    /// and the block stays out of use until its page empties.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, block: *mut Block) {
+        // The index found again: keeping it across the fast path cost i686 a
+        // spill.
+        let index = self.index(block as usize).unwrap_or(0);
+        let (live, _, bit) = self.bits(index);
+        if live.load(Relaxed) & bit != 0 {
+            error::corrupted(block.cast(), b"free block overwritten");
+        }
+        // SAFETY: a block of this page, not live: ours to read.
+        self.local.free.set(unsafe { Block::next(block, Link::Free) });
+    }
+
+    /// Sets the live bit of a fresh block (never handed out: both its bits
+    /// are clear).
+    #[inline(always)]
+    fn set_live(&self, index: usize) {
+        let (word, _, _) = self.bits(index);
+        let w = word.load(Relaxed);
+        debug_assert_eq!((w >> (index % usize::BITS as usize)) & 1, 0);
+        word.store(w | 1 << (index % usize::BITS as usize), Relaxed);
     }
 
     /// Why a block boundary whose live bit is clear is not live.
@@ -414,7 +476,7 @@ impl Page {
         for i in order {
             let block = (start + i * size) as *mut Block;
             // SAFETY: the block lies in this fresh page, which no one uses yet.
-            unsafe { Block::link(block, self.local.free.get()) };
+            unsafe { Block::link(block, Link::Free, self.local.free.get()) };
             self.local.free.set(block);
         }
         self.shape.bump.store(self.local.end.get(), Relaxed);
@@ -447,7 +509,61 @@ fn prefetch(p: *const Block) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::small::size_class::classes;
+    use crate::small::segment::SmallSegment;
+    use crate::small::size_class::{class_of, classes};
+
+    /// The owner's free and another thread's claim of block `a` in the same
+    /// instant, as they interleave: the owner reads the pending bit clear,
+    /// the other thread claims the block and chains it (to `chained`), then
+    /// the owner clears the live bit and links the block on its free list.
+    fn race(page: &Page, a: *mut u8, chained: *mut u8) {
+        let posted = page.claim_foreign(a).unwrap();
+        // SAFETY: the claim made the block the caller's to chain.
+        unsafe { Block::link(posted, Link::Posted, chained.cast()) };
+        let (live, _, bit) = page.bits(page.index(a as usize).unwrap());
+        live.fetch_and(!bit, Relaxed);
+        page.push(a.cast());
+        // SAFETY: the block is of the page; both links are ours to read.
+        let chain = unsafe { Block::next(a.cast(), Link::Posted) };
+        assert_eq!(chain, chained.cast(), "the posted chain is whole");
+    }
+
+    #[test]
+    fn a_block_freed_by_its_owner_and_another_thread_at_once_has_one_owner() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test, until retired below.
+        let s = unsafe { seg.as_ref() };
+        for drain_first in [true, false] {
+            let page = s.take_page(class_of(48));
+            let (a, b) = (page.pop(), page.pop());
+            race(page, a, b);
+            // SAFETY: the test owns the page; the blocks lie in it.
+            unsafe {
+                let c = if drain_first {
+                    assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
+                    let c = page.pop();
+                    assert_eq!(c, a, "on the free list, once");
+                    c
+                } else {
+                    let c = page.pop();
+                    assert_ne!(c, a, "a block in a posted chain is not handed out");
+                    assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
+                    c
+                };
+                let d = page.pop();
+                assert_ne!(d, a, "nor handed out twice");
+                assert_eq!(page.free(b), Ok(false));
+                assert_eq!(page.free(c), Ok(false));
+                assert_eq!(page.free(d), Ok(true), "the page is empty");
+            }
+            assert!(!page.has_pending());
+            // SAFETY: the page is empty.
+            unsafe { s.release_page(page) };
+        }
+        assert!(s.is_unused());
+        // SAFETY: nothing uses the segment any more.
+        unsafe { SmallSegment::retire(seg) };
+    }
 
     #[test]
     fn one_multiply_gives_index_and_exactness() {

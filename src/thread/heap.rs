@@ -19,8 +19,8 @@ use crate::diag::counters::{Countdown, Counter};
 use crate::diag::error::{self, BadBlock, Misuse, Op};
 use crate::diag::options;
 use crate::segment::{self, Kind};
-use crate::small::block::Block;
-use crate::small::page::Page;
+use crate::small::block::{Block, Link};
+use crate::small::page::{Page, Popped};
 use crate::small::segment::SmallSegment;
 use crate::small::size_class::NUM_CLASSES;
 use core::cell::{Cell, UnsafeCell};
@@ -239,12 +239,34 @@ impl Owner<'_> {
         let page = self.local().queues[class];
         if !page.is_null() {
             // SAFETY: pages in the queues are live pages of this heap.
-            let p = unsafe { (*page).pop() };
-            if !p.is_null() {
-                return p;
+            match unsafe { (*page).try_pop() } {
+                Popped::Block(p) => return p,
+                // SAFETY: as above.
+                Popped::Refused => return unsafe { Owner::pop_again(page) },
+                Popped::Empty => {}
             }
         }
         self.alloc_slow(class)
+    }
+
+    /// The head page of a class refused its first free block (another
+    /// thread's double free in the same instant as ours): tries again. The
+    /// heap and the class are found again from the page, not kept in
+    /// registers across the fast path: that cost `malloc` two callee-saved
+    /// registers, 137 -> 143 instructions a pair (docs/performance.md,
+    /// step 29).
+    ///
+    /// # Safety
+    /// The calling thread owns `page`'s heap and has no `Owner` of it alive.
+    #[cold]
+    #[inline(never)]
+    unsafe fn pop_again(page: *mut Page) -> *mut u8 {
+        // SAFETY: a page descriptor lies in its segment's header, and its
+        // segment belongs to the caller's heap (per the contract).
+        unsafe {
+            let (seg, _) = SmallSegment::page_of(page.cast());
+            (*(*seg).heap).owner().pop_or_slow((*page).class())
+        }
     }
 
     /// The countdown passed zero: start the next interval and, if profiling,
@@ -370,10 +392,9 @@ impl Owner<'_> {
     /// Frees the blocks other threads posted, validating each: it must be a
     /// live block of this heap. A link that leads elsewhere was overwritten
     /// (a write after a cross-thread free): reported, and the process aborts
-    /// rather than follow it. A block that is not live was freed twice at
-    /// the same moment by two threads: reported and skipped, with the rest of
-    /// its chain (its link was written by both frees, so it cannot be
-    /// trusted; those blocks stay allocated).
+    /// rather than follow it. A block that is not live was freed by its
+    /// owner in the same instant (see `Page::free`): reported and skipped;
+    /// its posted link is its own, so the rest of its chain is freed.
     fn drain(&mut self) {
         let mut block = self.heap.inbox.take_all();
         while !block.is_null() {
@@ -382,7 +403,7 @@ impl Owner<'_> {
             };
             // SAFETY: the block lies in a live small segment of this heap,
             // so its words are readable; `page` holds it.
-            let (next, result) = unsafe { (Block::next(block), (*page).take_back(block.cast())) };
+            let (next, result) = unsafe { (Block::next(block, Link::Posted), (*page).take_back(block.cast())) };
             // SAFETY: as above.
             let page = unsafe { &*page };
             match result {
@@ -397,7 +418,6 @@ impl Owner<'_> {
                 Err(BadBlock::Invalid) => error::corrupted(block.cast(), OVERWRITTEN_POSTED),
                 Err(BadBlock::DoubleFree) => {
                     error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
-                    return;
                 }
             }
             block = next;

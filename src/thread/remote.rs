@@ -10,7 +10,7 @@
 //! hot lines (page descriptors, queue heads) never leave its core.
 
 use super::heap::Heap;
-use crate::small::block::Block;
+use crate::small::block::{Block, Link};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -19,8 +19,9 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 /// so that posters writing `head` do not take the flag's line from readers.
 #[repr(C)]
 pub struct Inbox {
-    /// Chains of blocks posted by other threads, linked through their first
-    /// word (a Treiber stack of blocks; a chain is pushed at once).
+    /// Chains of blocks posted by other threads, linked through their
+    /// [`Link::Posted`] word (a Treiber stack of blocks; a chain is pushed at
+    /// once).
     head: Line<AtomicPtr<Block>>,
     /// Whether a thread owns the heap (or claims it while it is abandoned).
     taken: Line<AtomicBool>,
@@ -61,7 +62,7 @@ impl Inbox {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the blocks are ours until the chain is published.
-            unsafe { Block::link(last, head) };
+            unsafe { Block::link(last, Link::Posted, head) };
             match self.head.compare_exchange_weak(head, first, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(now) => head = now,
@@ -129,7 +130,7 @@ impl Outbox {
             slot.dest = dest;
         }
         // SAFETY: per the contract the block is ours to link.
-        unsafe { Block::link(block, slot.first) };
+        unsafe { Block::link(block, Link::Posted, slot.first) };
         if slot.first.is_null() {
             slot.last = block;
         }
