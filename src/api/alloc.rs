@@ -335,7 +335,18 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         match block.kind {
             // Stay unless the block would be less than half used.
             Kind::Small => fits && new_size >= block.usable / 2,
-            Kind::Large => new_size > MAX_SMALL && align <= OS_PAGE && large::resize_in_place(block.seg, p, new_size),
+            Kind::Large if new_size > MAX_SMALL && align <= OS_PAGE => {
+                match large::resize_in_place(block.seg, p, new_size) {
+                    Ok(done) => done,
+                    Err(bad) => {
+                        // Freed by another thread since `live_block`.
+                        error::report_bad(bad, Op::Realloc, p, None);
+                        crate::sys::errno::set_errno(libc::EINVAL);
+                        return null_mut();
+                    }
+                }
+            }
+            Kind::Large => false,
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
                 // A sampled block keeps its record where `mremap` moves it.

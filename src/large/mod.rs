@@ -187,35 +187,38 @@ fn still_there(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> 
 }
 
 /// Resizes a large block without moving it: shrinking gives the tail back,
-/// growing takes from a free run right after it. False when it cannot.
+/// growing takes from a free run right after it. `Ok(false)` when it
+/// cannot; an error when `p` is no longer a live block (another thread freed
+/// it since the caller checked it, and its segment may be gone).
 ///
 /// # Safety
-/// `seg` is a live large segment containing `p`, a live block of the caller.
-pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> bool {
+/// `seg` is a large segment that held `p`, a live block of the caller.
+pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> Result<bool, BadBlock> {
     let pages = new_size.div_ceil(OS_PAGE).max(1);
-    let seg = seg.as_ptr().cast::<LargeSegment>();
     let mut state = LARGE.lock();
+    still_there(seg, p)?;
+    let seg = seg.as_ptr().cast::<LargeSegment>();
     // SAFETY: as in `free`.
     let s = unsafe { &mut *seg };
-    let Ok(index) = block_index(s, p) else { return false };
+    let index = block_index(s, p)?;
     let len = s.runs[index].len as usize;
     if pages < len {
         stats::LARGE_LIVE_BYTES.sub(((len - pages) * OS_PAGE) as u64);
         s.mark(index, pages, 0);
         // SAFETY: the tail is part of the caller's block, now given up.
         unsafe { release_run(&mut state, seg, index + pages, len - pages) };
-        return true;
+        return Ok(true);
     }
     let right = index + len;
     if pages == len {
-        return true;
+        return Ok(true);
     }
     if right >= RUNS || s.runs[right].flags & (FIRST | FREE) != FIRST | FREE {
-        return false;
+        return Ok(false);
     }
     let free_len = s.runs[right].len as usize;
     if len + free_len < pages {
-        return false;
+        return Ok(false);
     }
     stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
     let resident = s.runs[right].resident as usize;
@@ -227,7 +230,7 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
     if rest > 0 {
         state.insert(s, index + pages, rest, resident.min(rest));
     }
-    true
+    Ok(true)
 }
 
 /// Usable bytes of the large or huge block at `p`, if `p` is a live block.
@@ -246,6 +249,8 @@ pub unsafe fn usable_size(seg: NonNull<SegmentHeader>, p: *const u8) -> Result<u
             };
         }
         let _state = LARGE.lock();
+        // Past its first page a returned segment's table is unmapped.
+        still_there(seg, p.cast_mut())?;
         let s = &*seg.as_ptr().cast::<LargeSegment>();
         let index = block_index(s, p.cast_mut())?;
         Ok(s.runs[index].len as usize * OS_PAGE)
@@ -351,6 +356,32 @@ pub(crate) mod tests {
         unsafe {
             assert_eq!((*seg.as_ptr()).kind, Kind::Huge);
             assert_eq!(free_huge(seg, p), Err(BadBlock::DoubleFree));
+        }
+    }
+
+    #[test]
+    fn a_late_size_query_or_resize_of_a_returned_large_segment_reads_its_tombstone() {
+        let _serial = SERIAL.lock().unwrap();
+        // Blocks of 100 pages, so that the last one's run entry lies past
+        // the first page of the segment (the tombstone's).
+        let blocks: [*mut u8; 4] = core::array::from_fn(|_| alloc(100 * OS_PAGE, OS_PAGE).0);
+        let p = blocks[3];
+        let seg = segment::find(p).unwrap();
+        let entry = (p as usize - seg.as_ptr() as usize) / OS_PAGE * size_of::<Run>();
+        assert!(entry >= OS_PAGE, "the run entry at byte {entry} of the table is in the first page");
+        // SAFETY: `p` is live in `seg`.
+        assert_eq!(unsafe { usable_size(seg, p) }, Ok(100 * OS_PAGE));
+        blocks.into_iter().for_each(free_ok);
+        release_caches();
+        assert!(segment::find(p).is_none(), "the emptied segment went back");
+        // SAFETY: as a late `malloc_usable_size` or `realloc` would, with
+        // the segment it found: only the tombstone's first page is mapped
+        // (reading the run table past it faulted before), and both are
+        // refused.
+        unsafe {
+            assert_eq!((*seg.as_ptr()).kind, Kind::Large);
+            assert_eq!(usable_size(seg, p), Err(BadBlock::DoubleFree));
+            assert_eq!(resize_in_place(seg, p, 200 * OS_PAGE), Err(BadBlock::DoubleFree));
         }
     }
 
