@@ -49,7 +49,7 @@ pub fn init() {
             (&raw const bytes as usize).rotate_left(17 + 24 * i as u32)
         };
     }
-    block::set_keys(keys);
+    block::set_secrets(keys);
     options::init();
     crate::profiler::init();
     thread::init();

@@ -71,6 +71,8 @@ struct Shape {
 #[repr(C, align(64))]
 struct Local {
     free: Cell<*mut Block>,
+    /// The free list's key (see `crate::small::block`), drawn at `assign`.
+    key: Cell<usize>,
     /// End of the bump area (a whole number of blocks past `start`).
     end: Cell<usize>,
     /// Blocks handed out and not yet freed, plus [`RETAINED_SLACK`] while
@@ -138,7 +140,7 @@ impl Page {
             // SAFETY: the block is a block of this page (checked above), not
             // live, and ours to read.
             unsafe {
-                let next = Block::next(block, Link::Free);
+                let next = Block::next(block, Link::Free(self.local.key.get()));
                 prefetch(next);
                 self.local.free.set(next);
             }
@@ -195,7 +197,7 @@ impl Page {
     #[inline(always)]
     fn push(&self, block: *mut Block) -> bool {
         // SAFETY: the caller cleared the block's live bit: it is ours.
-        unsafe { Block::link(block, Link::Free, self.local.free.get()) };
+        unsafe { Block::link(block, Link::Free(self.local.key.get()), self.local.free.get()) };
         self.local.free.set(block);
         let countdown = self.local.countdown.get() - 1;
         self.local.countdown.set(countdown);
@@ -345,7 +347,7 @@ impl Page {
             error::corrupted(block.cast(), b"free block overwritten");
         }
         // SAFETY: a block of this page, not live: ours to read.
-        self.local.free.set(unsafe { Block::next(block, Link::Free) });
+        self.local.free.set(unsafe { Block::next(block, Link::Free(self.local.key.get())) });
     }
 
     /// Sets the live bit of a fresh block (never handed out: both its bits
@@ -448,6 +450,7 @@ impl Page {
     pub(super) fn assign(&self, class: usize, start: usize, area_end: usize, bitmaps: *mut Bitmaps) {
         let size = class_size(class);
         self.local.free.set(null_mut());
+        self.local.key.set(super::block::page_key());
         self.local.countdown.set(0);
         self.local.full.set(false);
         self.local.in_ring.set(false);
@@ -476,7 +479,7 @@ impl Page {
         for i in order {
             let block = (start + i * size) as *mut Block;
             // SAFETY: the block lies in this fresh page, which no one uses yet.
-            unsafe { Block::link(block, Link::Free, self.local.free.get()) };
+            unsafe { Block::link(block, Link::Free(self.local.key.get()), self.local.free.get()) };
             self.local.free.set(block);
         }
         self.shape.bump.store(self.local.end.get(), Relaxed);

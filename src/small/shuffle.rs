@@ -10,11 +10,11 @@ impl Page {
     /// block count visit each block once), so the address of the next block
     /// cannot be predicted from the last. Costs a write to every block.
     pub fn shuffle(&self, start: usize) {
-        let seed = (start ^ block::key()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+        let seed = (start ^ block::seed()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
         let n = self.capacity();
         let mut rng = seed;
-        let first = (splitmix64(&mut rng) % n as u64) as usize;
-        let mut stride = if n > 1 { 1 + (splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
+        let first = (block::splitmix64(&mut rng) % n as u64) as usize;
+        let mut stride = if n > 1 { 1 + (block::splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
         while gcd(stride, n) != 1 {
             stride = stride % (n - 1) + 1;
         }
@@ -27,15 +27,6 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
         (a, b) = (b, a % b);
     }
     a
-}
-
-/// A well-mixed 64-bit step (Steele et al.'s SplitMix64).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Pages shuffled so far: varies the seed between pages at one address.
