@@ -1,7 +1,7 @@
 //! A free block's first two words: the links of the two lists a freed block
 //! can be on, each encoded with a secret of its own, so that a stray write of
 //! a plausible pointer does not redirect a list, and a leaked link gives away
-//! nothing of the other: the free list's key is drawn for each page when it
+//! nothing of the other list's: the free list's key is drawn for each page when it
 //! is assigned to a class (kept in its descriptor, which the free list's
 //! code holds in a register anyway: cheaper than a global, 139 -> 138
 //! instructions per malloc/free pair on x86_64, 174 -> 172 on i686), the
@@ -70,8 +70,11 @@ pub fn seed() -> usize {
 }
 
 /// A fresh key for a page's free list: the seed's stream, one step of
-/// SplitMix64 per page (outputs that do not give each other away without
-/// the seed).
+/// SplitMix64 per page. Not a cryptographic generator: SplitMix64's mixer
+/// is invertible, so one recovered page key and a guess of its draw number
+/// give the seed, and with it every page's key (the posted chains' key is
+/// drawn apart and stays unknown). What a page key buys is that a pointer
+/// encoded for one page's list does not decode on another's.
 pub fn page_key() -> usize {
     let mut state = (seed() as u64) ^ (DRAWN.fetch_add(1, Relaxed) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     splitmix64(&mut state) as usize

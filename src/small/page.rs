@@ -167,7 +167,7 @@ impl Page {
     /// another thread's free of the same block in the same instant can pass
     /// [`Self::claim_foreign`] too. The block is then on this page's free
     /// list and in that thread's chain at once, each list by a link of its
-    /// own ([`Link`]); [`Self::pop`] never hands out a block whose pending
+    /// own ([`Link`]); [`Self::try_pop`] never hands out a block whose pending
     /// bit is set, and [`Self::take_back`] reports the double free, so the
     /// block has one owner whatever the order.
     ///
