@@ -47,6 +47,9 @@
  *      RACE_RING live blocks. No block may be handed out while live,
  *      every pattern must be intact, and exactly RACE_ITERS double frees
  *      reported, with the other thread with a heap of its own or without.
+ *      After, with everything freed, RACE_REFILL blocks of the class must
+ *      include every block freed by both: none lost (a block refused while
+ *      its pending bit was set used to stay off every list).
  *      (The library before the fix aborted with "free block overwritten",
  *      a wrong diagnosis, in every run.)
  * Exits 1 on failure.
@@ -376,8 +379,45 @@ static void stale_frees_racing_with_return(void)
 #define RACE_RING 64
 #define RACE_SIZE 48
 
+#define RACE_SEEN 256
+#define RACE_REFILL 8192
+
 static void *_Atomic race_block;
 static atomic_long race_seq, race_ack;
+/* The blocks freed by both threads (distinct addresses, the first RACE_SEEN). */
+static void *race_seen[RACE_SEEN];
+static int race_nseen;
+
+static void remember(void *b)
+{
+    for (int i = 0; i < race_nseen; i++)
+        if (race_seen[i] == b)
+            return;
+    if (race_nseen < RACE_SEEN)
+        race_seen[race_nseen++] = b;
+}
+
+/* After everything is freed: RACE_REFILL blocks of the class, enough to take
+ * every free block of its pages, must include every block freed by both
+ * threads: none may be lost (a block the allocation refused while its
+ * pending bit was set used to stay off every list). Returns how many are
+ * missing. */
+static int missing_after_refill(void)
+{
+    static void *refill[RACE_REFILL];
+    int missing = 0;
+    for (int i = 0; i < RACE_REFILL; i++)
+        refill[i] = allocate(RACE_SIZE);
+    for (int j = 0; j < race_nseen; j++) {
+        int found = 0;
+        for (int i = 0; i < RACE_REFILL && !found; i++)
+            found = refill[i] == race_seen[j];
+        missing += !found;
+    }
+    for (int i = 0; i < RACE_REFILL; i++)
+        deallocate(refill[i]);
+    return missing;
+}
 
 static void *free_when_handed(void *arg)
 {
@@ -403,9 +443,11 @@ static void owner_and_other_at_once(int with_heap)
     dup2(fileno(log), 2);
     atomic_store(&race_seq, 0);
     atomic_store(&race_ack, 0);
+    race_nseen = 0;
     pthread_create(&t, NULL, free_when_handed, with_heap ? &t : NULL);
     for (long s = 1; s <= RACE_ITERS && ok; s++) {
         void *b = allocate(RACE_SIZE);
+        remember(b);
         atomic_store_explicit(&race_block, b, memory_order_relaxed);
         atomic_store_explicit(&race_seq, s, memory_order_release);
         r = r * 1103515245u + 12345u;
@@ -447,14 +489,16 @@ static void owner_and_other_at_once(int with_heap)
         deallocate(ring[i]);
         ring[i] = NULL;
     }
-    int others;
+    int others, missing = missing_after_refill();
     long reported = end_log(log, saved, &others);
     if (reported != RACE_ITERS || others != 0)
         FAIL("(f) %ld double-free reports (expected %d) and %d other lines", reported, RACE_ITERS, others);
+    else if (missing)
+        FAIL("(f) %d of the %d blocks freed by both threads never handed out again: lost", missing, race_nseen);
     else
         printf("  the other thread %s a heap: %d blocks freed by both at once: %ld double frees reported, none "
-               "handed out while live (ok)\n",
-               with_heap ? "with" : "without", RACE_ITERS, reported);
+               "handed out while live, all %d of them handed out again after (ok)\n",
+               with_heap ? "with" : "without", RACE_ITERS, reported, race_nseen);
 }
 
 int main(void)

@@ -13,9 +13,9 @@
 //! A block freed by another thread stays live until its owner takes it back;
 //! meanwhile its bit in the page's *pending bitmap* is set (by the freeing
 //! thread, with an atomic `or`, so that of two threads freeing one block at
-//! once exactly one succeeds). The owner's `free` reads it too: a block
-//! another thread already freed is a double free, reported in the call that
-//! made it.
+//! once exactly one succeeds). The owner's `free` and allocation read it
+//! too: a block with its pending bit set is set aside, neither freed nor
+//! handed out, until the bit clears (see [`Page::settle`]).
 
 use super::block::{Block, Link};
 use super::size_class::{MIN_BLOCK, class_size};
@@ -100,8 +100,10 @@ const RETAINED_SLACK: u32 = 1 << 30;
 /// What [`Page::try_pop`] found.
 pub enum Popped {
     Block(*mut u8),
-    /// The free list's first block was in a posted chain; it is off the
-    /// list now, and another try may find a block.
+    /// The free list's first block has its pending bit set (another
+    /// thread's free of it is posted, or being decided): the caller takes
+    /// it off ([`Page::refuse`]) and sets it aside until the bit clears
+    /// ([`Page::settle`]); another try may find a block.
     Refused,
     Empty,
 }
@@ -109,14 +111,14 @@ pub enum Popped {
 const _: () = assert!(size_of::<Page>() == 128 && core::mem::offset_of!(Page, local) == 64);
 
 impl Page {
-    /// Takes a free block, or null when the page has none.
+    /// Takes a free block, or null when the page has none (for tests, which
+    /// set no block aside: a refusal fails them).
+    #[cfg(test)]
     pub fn pop(&self) -> *mut u8 {
-        loop {
-            match self.try_pop() {
-                Popped::Block(p) => return p,
-                Popped::Refused => {}
-                Popped::Empty => return null_mut(),
-            }
+        match self.try_pop() {
+            Popped::Block(p) => p,
+            Popped::Refused => panic!("block {:p} refused", self.local.free.get()),
+            Popped::Empty => null_mut(),
         }
     }
 
@@ -125,16 +127,15 @@ impl Page {
     /// A block on the free list that is not a block of this page, or whose
     /// live bit is set, means a link was overwritten (a write after free):
     /// the process aborts with a report rather than hand out memory twice.
-    /// A block whose pending bit is set is also in a chain another thread
-    /// posted (see [`Self::free`]): it leaves the free list, left to the
-    /// drain, and the caller asks again.
+    /// A block whose pending bit is set may be in a chain another thread
+    /// posted (see [`Self::free`]): the caller takes it off the list to set
+    /// it aside, and asks again.
     #[inline(always)]
     pub fn try_pop(&self) -> Popped {
         let block = self.local.free.get();
         if !block.is_null() {
             let Some(i) = self.index(block as usize) else { error::corrupted(block.cast(), b"free block overwritten") };
             if !self.set_live_if_free(i) {
-                self.refuse(block);
                 return Popped::Refused;
             }
             // SAFETY: the block is a block of this page (checked above), not
@@ -171,6 +172,14 @@ impl Page {
     /// bit is set, and [`Self::take_back`] reports the double free, so the
     /// block has one owner whatever the order.
     ///
+    /// A block whose pending bit is set is `Err(Claimed)`, not yet a double
+    /// free: the bit may belong to a claim that will back out (it read the
+    /// block live before this thread's earlier free of it, and our store of
+    /// the live bit since, still in this CPU's store buffer, may not reach
+    /// it). The caller sets the block aside, still live, until the claim is
+    /// posted (then one of the two frees is the double free) or gone (then
+    /// this free takes effect): see [`Self::settle`].
+    ///
     /// # Safety
     /// The caller owns the page's heap; `p` lies in this page's memory.
     #[inline(always)]
@@ -186,7 +195,7 @@ impl Page {
             return Err(self.why_not_live(p));
         }
         if (pending.load(Relaxed) >> shift) & 1 != 0 {
-            return Err(BadBlock::DoubleFree);
+            return Err(BadBlock::Claimed);
         }
         live.store(w & !(1 << shift), Relaxed);
         Ok(self.push(p.cast()))
@@ -277,16 +286,15 @@ impl Page {
     }
 
     /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,
-    /// from any thread).
+    /// from any thread). Its pending bit is not a verdict (see
+    /// [`Self::free`]): a block another thread is freeing is still live, and
+    /// `realloc`'s free of it is then judged as any free.
     pub fn check_live(&self, p: *mut u8) -> Result<(), BadBlock> {
         let Some(index) = self.index(p as usize) else {
             return Err(BadBlock::Invalid);
         };
-        let (live, pending, bit) = self.bits(index);
-        if live.load(Relaxed) & bit == 0 {
-            return Err(self.why_not_live(p));
-        }
-        if pending.load(Relaxed) & bit != 0 { Err(BadBlock::DoubleFree) } else { Ok(()) }
+        let (live, _, bit) = self.bits(index);
+        if live.load(Relaxed) & bit == 0 { Err(self.why_not_live(p)) } else { Ok(()) }
     }
 
     /// The block index of the address `p`, if it is a block boundary of this
@@ -331,16 +339,18 @@ impl Page {
         true
     }
 
-    /// [`Self::try_pop`] met a block it may not hand out: a live one (the
-    /// link that led to it was overwritten), or one another thread freed in
-    /// the same instant as the owner (pending: it waits in a posted chain).
-    /// The latter leaves the free list; the drain reports the double free,
-    /// and the block stays out of use until its page empties.
+    /// [`Self::try_pop`] refused the free list's first block: a live one
+    /// (the link that led to it was overwritten), or one whose pending bit
+    /// is set (another thread's free of it is posted, or is a claim about to
+    /// back out). The latter leaves the free list, counted as in use (the
+    /// page must not look empty, nor full with a block missing, while it is
+    /// aside), and is returned for the caller to set aside. Found again from
+    /// the list, not passed from the fast path: keeping the block or its
+    /// index across it cost `malloc` a stack frame (5 instructions a pair).
     #[cold]
     #[inline(never)]
-    fn refuse(&self, block: *mut Block) {
-        // The index found again: keeping it across the fast path cost i686 a
-        // spill.
+    pub fn refuse(&self) -> *mut Block {
+        let block = self.local.free.get();
         let index = self.index(block as usize).unwrap_or(0);
         let (live, _, bit) = self.bits(index);
         if live.load(Relaxed) & bit != 0 {
@@ -348,6 +358,36 @@ impl Page {
         }
         // SAFETY: a block of this page, not live: ours to read.
         self.local.free.set(unsafe { Block::next(block, Link::Free(self.local.key.get())) });
+        self.local.countdown.set(self.local.countdown.get() + 1);
+        block
+    }
+
+    /// A block set aside (refused by [`Self::try_pop`], or freed by the
+    /// owner while its pending bit was set: [`Self::free`]'s `Claimed`), once
+    /// its pending bit is clear: the claim that set it was taken back or
+    /// backed out, so the block is free now and goes on the free list
+    /// (`Some(true)` when the page's countdown ended). `None` while the bit
+    /// is still set: it stays aside. An index that is not a block of the
+    /// page means the caller's list was overwritten.
+    ///
+    /// # Safety
+    /// The caller owns the page's heap and set `block`, a block of this
+    /// page, aside.
+    pub unsafe fn settle(&self, block: *mut Block) -> Option<bool> {
+        let index = self.index(block as usize)?;
+        let (live, pending, bit) = self.bits(index);
+        if pending.load(Relaxed) & bit != 0 {
+            return None;
+        }
+        // A block the owner freed is live still (a refused one is not).
+        live.store(live.load(Relaxed) & !bit, Relaxed);
+        Some(self.push(block))
+    }
+
+    /// The key of the page's free list, for the owner's list of blocks set
+    /// aside, which links through the same word.
+    pub fn key(&self) -> usize {
+        self.local.key.get()
     }
 
     /// Sets the live bit of a fresh block (never handed out: both its bits
@@ -542,17 +582,21 @@ mod tests {
             race(page, a, b);
             // SAFETY: the test owns the page; the blocks lie in it.
             unsafe {
-                let c = if drain_first {
+                if drain_first {
                     assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
-                    let c = page.pop();
-                    assert_eq!(c, a, "on the free list, once");
-                    c
                 } else {
-                    let c = page.pop();
-                    assert_ne!(c, a, "a block in a posted chain is not handed out");
+                    let Popped::Refused = page.try_pop() else {
+                        panic!("a block in a posted chain is handed out");
+                    };
+                    let refused = page.refuse();
+                    assert_eq!(refused, a.cast());
+                    assert_eq!(page.used(), 2, "a block set aside counts as in use");
+                    assert_eq!(page.settle(refused), None, "aside while its free is posted");
                     assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
-                    c
-                };
+                    assert_eq!(page.settle(refused), Some(false), "back on the free list");
+                }
+                let c = page.pop();
+                assert_eq!(c, a, "on the free list, once");
                 let d = page.pop();
                 assert_ne!(d, a, "nor handed out twice");
                 assert_eq!(page.free(b), Ok(false));
@@ -564,6 +608,50 @@ mod tests {
             unsafe { s.release_page(page) };
         }
         assert!(s.is_unused());
+        // SAFETY: nothing uses the segment any more.
+        unsafe { SmallSegment::retire(seg) };
+    }
+
+    /// A claim that read block `a` live before the owner's free of it sets
+    /// the pending bit, then sees the block free and backs out. Meanwhile
+    /// the owner may hand `a` out and free it again (its free finds the bit
+    /// set: `Claimed`), or meet it on its free list (refused). Either way
+    /// the block is set aside, and freed once the bit is clear: no valid
+    /// free is lost, no block goes missing.
+    #[test]
+    fn a_claim_backing_out_loses_no_block() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the segment is ours for the test, until retired below.
+        let s = unsafe { seg.as_ref() };
+        let page = s.take_page(class_of(48));
+        let a = page.pop();
+        let (_, pending, bit) = page.bits(page.index(a as usize).unwrap());
+        // SAFETY: the test owns the page; `a` lies in it.
+        unsafe {
+            // The owner's free while the claim holds the bit.
+            pending.fetch_or(bit, Relaxed);
+            assert_eq!(page.free(a), Err(BadBlock::Claimed));
+            assert_eq!(page.used(), 1, "still live");
+            assert_eq!(page.settle(a.cast()), None);
+            pending.fetch_and(!bit, Relaxed);
+            assert_eq!(page.settle(a.cast()), Some(true), "freed: the page is empty");
+            assert_eq!(page.used(), 0);
+
+            // The owner's allocation while the claim holds the bit.
+            assert_eq!(page.pop(), a, "on the free list");
+            assert_eq!(page.free(a), Ok(true));
+            pending.fetch_or(bit, Relaxed);
+            let Popped::Refused = page.try_pop() else { panic!("a pending block handed out") };
+            let refused = page.refuse();
+            assert_eq!(refused, a.cast());
+            assert_eq!(page.used(), 1, "counted while aside");
+            pending.fetch_and(!bit, Relaxed);
+            assert_eq!(page.settle(refused), Some(true), "back, and the page is empty");
+            assert_eq!(page.pop(), a, "handed out again");
+            assert_eq!(page.free(a), Ok(true));
+        }
+        // SAFETY: the page is empty.
+        unsafe { s.release_page(page) };
         // SAFETY: nothing uses the segment any more.
         unsafe { SmallSegment::retire(seg) };
     }

@@ -235,14 +235,15 @@ mod tests {
         assert_eq!(page.pop(), a, "freed blocks are reused first");
         assert_eq!(page.check_live(a), Ok(()));
 
-        // Another thread frees `b`: claimed once, then a double free for
-        // the owner and for any other thread until the owner takes it back.
+        // Another thread frees `b`: claimed once, then a double free for any
+        // other thread until the owner takes it back; the owner's own free
+        // waits for the claim's fate (`Claimed`), and the block stays live.
         assert_eq!(page.claim_foreign(b), Ok(b.cast()));
         assert_eq!(page.claim_foreign(b), Err(BadBlock::DoubleFree));
-        assert_eq!(page.check_live(b), Err(BadBlock::DoubleFree));
+        assert_eq!(page.check_live(b), Ok(()));
         // SAFETY: as above.
         unsafe {
-            assert_eq!(page.free(b), Err(BadBlock::DoubleFree));
+            assert_eq!(page.free(b), Err(BadBlock::Claimed));
             assert_eq!(page.take_back(b), Ok(false));
             assert_eq!(page.take_back(b), Err(BadBlock::Invalid), "not claimed again");
             assert_eq!(page.take_back(a), Err(BadBlock::Invalid), "never claimed");

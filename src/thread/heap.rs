@@ -69,6 +69,8 @@ impl Counters {
 
 /// How a posted block with a bad link is reported.
 const OVERWRITTEN_POSTED: &[u8] = b"link of a block freed by another thread overwritten";
+/// How a block set aside with a bad link is reported.
+const OVERWRITTEN_ASIDE: &[u8] = b"link of a block set aside (freed by two threads at once) overwritten";
 
 /// What only the owner touches. All zero is a valid empty heap.
 pub struct Local {
@@ -90,6 +92,10 @@ pub struct Local {
     pub(super) abandoned: bool,
     /// Blocks this thread freed into other heaps, not yet posted.
     pub(super) outbox: Outbox,
+    /// Blocks of this heap set aside while another thread's free of them is
+    /// pending (see [`Owner::set_aside`]), linked through their free-list
+    /// word under their page's key; almost always empty.
+    aside: *mut Block,
     /// The generator of sampling intervals (0: not seeded yet).
     rng: u64,
     /// A sample is being taken on this thread: allocations made meanwhile
@@ -250,14 +256,15 @@ impl Owner<'_> {
     }
 
     /// The head page of a class refused its first free block (another
-    /// thread's double free in the same instant as ours): tries again. The
+    /// thread's free of it is pending): sets it aside and tries again. The
     /// heap and the class are found again from the page, not kept in
     /// registers across the fast path: that cost `malloc` two callee-saved
     /// registers, 137 -> 143 instructions a pair (docs/performance.md,
     /// step 29).
     ///
     /// # Safety
-    /// The calling thread owns `page`'s heap and has no `Owner` of it alive.
+    /// The calling thread owns `page`'s heap and has no `Owner` of it alive;
+    /// the page's `try_pop` refused.
     #[cold]
     #[inline(never)]
     unsafe fn pop_again(page: *mut Page) -> *mut u8 {
@@ -265,7 +272,9 @@ impl Owner<'_> {
         // segment belongs to the caller's heap (per the contract).
         unsafe {
             let (seg, _) = SmallSegment::page_of(page.cast());
-            (*(*seg).heap).owner().pop_or_slow((*page).class())
+            let mut owner = (*(*seg).heap).owner();
+            owner.set_aside(&*page, (*page).refuse());
+            owner.pop_or_slow((*page).class())
         }
     }
 
@@ -334,9 +343,15 @@ impl Owner<'_> {
                 break;
             }
             // SAFETY: as in `alloc`.
-            let p = unsafe { (*page).pop() };
-            if !p.is_null() {
-                return p;
+            match unsafe { (*page).try_pop() } {
+                Popped::Block(p) => return p,
+                // SAFETY: as above.
+                Popped::Refused => {
+                    let page = unsafe { &*page };
+                    self.set_aside(page, page.refuse());
+                    continue;
+                }
+                Popped::Empty => {}
             }
             // Off the queue until one of its blocks comes back.
             self.unlink(page);
@@ -347,8 +362,12 @@ impl Owner<'_> {
             return null_mut();
         };
         self.link(page);
-        // SAFETY: a fresh page of a class has room for at least one block.
-        unsafe { (*page).pop() }
+        // SAFETY: a fresh page of a class has room for at least one block,
+        // and none of its blocks is pending.
+        match unsafe { (*page).try_pop() } {
+            Popped::Block(p) => p,
+            _ => unreachable!("a fresh page has a free block"),
+        }
     }
 
     /// Frees `p`, which lies in `page`, a page of this heap; a pointer that
@@ -368,7 +387,102 @@ impl Owner<'_> {
                     self.countdown_ended(page);
                 }
             }
+            Err(BadBlock::Claimed) => self.free_claimed(page, p.cast()),
             Err(bad) => error::report_bad(bad, Op::Free, p, Some(page.block_size())),
+        }
+    }
+
+    /// The owner frees a live block another thread's free of which is
+    /// pending (`BadBlock::Claimed`): it is set aside, still live, counted
+    /// freed now. If the other free was posted, the drain reports one of the
+    /// two as a double free and frees the block once; if it backs out, the
+    /// block is freed when the drain next looks at the blocks set aside.
+    /// Freed again meanwhile, it is a double free at once.
+    #[cold]
+    #[inline(never)]
+    fn free_claimed(&mut self, page: &Page, block: *mut Block) {
+        if self.is_aside(block) {
+            return error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
+        }
+        // SAFETY: page classes are below NUM_CLASSES.
+        unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+        self.set_aside(page, block);
+    }
+
+    /// Keeps `block` of `page`, which has its pending bit set, off every
+    /// list of the page until the bit clears ([`Self::settle_aside`]): a
+    /// block another thread freed in the same instant as the owner (posted:
+    /// the drain clears the bit), or one a claim holds for the few
+    /// instructions until it backs out. The page counts the block as in use
+    /// meanwhile, so the page stays.
+    fn set_aside(&mut self, page: &Page, block: *mut Block) {
+        // SAFETY: the block is ours: live, or refused off the free list; its
+        // free-list word is unused (a posted chain links through the other).
+        unsafe { Block::link(block, Link::Free(page.key()), self.local().aside) };
+        self.local().aside = block;
+    }
+
+    /// Whether `block` is set aside.
+    fn is_aside(&mut self, block: *mut Block) -> bool {
+        let mut b = self.local().aside;
+        while !b.is_null() {
+            if b == block {
+                return true;
+            }
+            b = self.next_aside(b);
+        }
+        false
+    }
+
+    /// The block after `b` in the list of blocks set aside; the process
+    /// aborts if the link leads out of this heap's pages (it was
+    /// overwritten: a write after free).
+    fn next_aside(&self, b: *mut Block) -> *mut Block {
+        let Some(page) = self.page_of_own(b) else {
+            error::corrupted(b.cast(), OVERWRITTEN_ASIDE);
+        };
+        // SAFETY: `b` was set aside, a block of `page`, ours to read.
+        unsafe { Block::next(b, Link::Free((*page).key())) }
+    }
+
+    /// Takes `block` out of the blocks set aside, if it is there.
+    fn take_aside(&mut self, block: *mut Block) -> bool {
+        let (mut prev, mut b) = (null_mut::<Block>(), self.local().aside);
+        while !b.is_null() && b != block {
+            (prev, b) = (b, self.next_aside(b));
+        }
+        if b.is_null() {
+            return false;
+        }
+        let next = self.next_aside(b);
+        if prev.is_null() {
+            self.local().aside = next;
+        } else {
+            let page = self.page_of_own(prev).unwrap_or_else(|| error::corrupted(prev.cast(), OVERWRITTEN_ASIDE));
+            // SAFETY: `prev` is set aside, a block of `page`.
+            unsafe { Block::link(prev, Link::Free((*page).key()), next) };
+        }
+        true
+    }
+
+    /// Frees the blocks set aside whose pending bit has cleared (the claim
+    /// was taken back, or backed out); the rest stay aside.
+    #[cold]
+    #[inline(never)]
+    fn settle_aside(&mut self) {
+        let mut b = core::mem::replace(&mut self.local().aside, null_mut());
+        while !b.is_null() {
+            let next = self.next_aside(b);
+            let page = self.page_of_own(b).unwrap_or_else(|| error::corrupted(b.cast(), OVERWRITTEN_ASIDE));
+            // SAFETY: the block was set aside, and lies in `page`.
+            let page = unsafe { &*page };
+            // SAFETY: as above.
+            match unsafe { page.settle(b) } {
+                Some(true) => self.countdown_ended(page),
+                Some(false) => {}
+                None => self.set_aside(page, b),
+            }
+            b = next;
         }
     }
 
@@ -401,12 +515,23 @@ impl Owner<'_> {
             let Some(page) = self.page_of_own(block) else {
                 error::corrupted(block.cast(), OVERWRITTEN_POSTED);
             };
+            // A block set aside (the owner freed it too, or refused it) leaves
+            // that list before `take_back` links it on the free list through
+            // the same word.
+            let was_aside = !self.local().aside.is_null() && self.take_aside(block);
             // SAFETY: the block lies in a live small segment of this heap,
             // so its words are readable; `page` holds it.
             let (next, result) = unsafe { (Block::next(block, Link::Posted), (*page).take_back(block.cast())) };
             // SAFETY: as above.
             let page = unsafe { &*page };
             match result {
+                // The owner's free of it was set aside, and counted then.
+                Ok(ended) if was_aside => {
+                    error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
+                    if ended {
+                        self.countdown_ended(page);
+                    }
+                }
                 Ok(ended) => {
                     self.heap.counters.remote_frees.add(1);
                     // SAFETY: page classes are below NUM_CLASSES.
@@ -416,11 +541,19 @@ impl Owner<'_> {
                     }
                 }
                 Err(BadBlock::Invalid) => error::corrupted(block.cast(), OVERWRITTEN_POSTED),
-                Err(BadBlock::DoubleFree) => {
+                Err(_) => {
                     error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
+                    // Refused while posted: its bit is clear now, and
+                    // `settle_aside` below puts it back on the free list.
+                    if was_aside {
+                        self.set_aside(page, block);
+                    }
                 }
             }
             block = next;
+        }
+        if !self.local().aside.is_null() {
+            self.settle_aside();
         }
     }
 
