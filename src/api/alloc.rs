@@ -37,19 +37,24 @@ pub fn init() {
         }
         return;
     }
-    let mut keys = [0usize; 2];
-    for (i, key) in keys.iter_mut().enumerate() {
-        let mut bytes = [0u8; size_of::<usize>()];
-        *key = if crate::sys::random::random_bytes(&mut bytes) {
-            usize::from_ne_bytes(bytes)
-        } else {
-            // No entropy yet (early boot): the address of a stack slot still
-            // differs between runs under ASLR (the two keys are not
-            // independent then).
-            (&raw const bytes as usize).rotate_left(17 + 24 * i as u32)
-        };
+    // The draw key (16 bytes) and the posted chains' key, from the kernel.
+    let mut bytes = [0u8; 16 + size_of::<usize>()];
+    if !crate::sys::random::random_bytes(&mut bytes) {
+        // No entropy yet (early boot): the address of a stack slot still
+        // differs between runs under ASLR (the keys are not independent
+        // then, nor secret from a reader of the process's addresses).
+        // A Weyl sequence by the golden ratio, each byte from a product's
+        // top bits.
+        let mut a = &raw const bytes as u64;
+        for byte in bytes.iter_mut() {
+            a = a.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            *byte = (a.wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 56) as u8;
+        }
     }
-    block::set_secrets(keys);
+    let word = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let mut posted = [0u8; size_of::<usize>()];
+    posted.copy_from_slice(&bytes[16..]);
+    block::set_secrets([word(0), word(8)], usize::from_ne_bytes(posted));
     options::init();
     crate::profiler::init();
     thread::init();

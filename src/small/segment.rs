@@ -173,7 +173,7 @@ impl SmallSegment {
         let page = &self.pages[index];
         page.assign(class, start, end, (&raw const self.bitmaps[index]).cast_mut());
         if options::secure() {
-            page.shuffle(start);
+            page.shuffle();
         }
         page
     }

@@ -2,19 +2,17 @@
 
 use super::block;
 use super::page::Page;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 impl Page {
     /// Secure mode: puts every block of a fresh page on the free list in a
     /// random order (a random start and a random stride coprime with the
     /// block count visit each block once), so the address of the next block
-    /// cannot be predicted from the last. Costs a write to every block.
-    pub fn shuffle(&self, start: usize) {
-        let seed = (start ^ block::seed()) as u64 ^ (SHUFFLES.fetch_add(1, Relaxed) as u64) << 32;
+    /// cannot be predicted from the last, nor the secret behind it learnt
+    /// from the order (see [`block::draw`]). Costs a write to every block.
+    pub fn shuffle(&self) {
         let n = self.capacity();
-        let mut rng = seed;
-        let first = (block::splitmix64(&mut rng) % n as u64) as usize;
-        let mut stride = if n > 1 { 1 + (block::splitmix64(&mut rng) % (n as u64 - 1)) as usize } else { 1 };
+        let first = (block::draw() % n as u64) as usize;
+        let mut stride = if n > 1 { 1 + (block::draw() % (n as u64 - 1)) as usize } else { 1 };
         while gcd(stride, n) != 1 {
             stride = stride % (n - 1) + 1;
         }
@@ -28,6 +26,3 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
     }
     a
 }
-
-/// Pages shuffled so far: varies the seed between pages at one address.
-static SHUFFLES: AtomicUsize = AtomicUsize::new(0);
