@@ -79,6 +79,11 @@ struct Heap {
     live: [AtomicBool; BLOCKS],
     /// The pending bitmap: set by a freer's claim, cleared by the owner.
     pending: [AtomicBool; BLOCKS],
+    /// Set while a claim that set the pending bit has not decided (to post
+    /// the block, or to back out). Not in the real code: it stands for its
+    /// timing assumption, that the owner's free of a pending block waits
+    /// (`CLAIM_WINDOW_SPINS`) longer than a claim takes to decide.
+    deciding: [AtomicBool; BLOCKS],
     local: UnsafeCell<Local>,
     /// Whether `abandon` re-checks the remote list after giving the heap up
     /// (false only in the deliberately broken model).
@@ -119,6 +124,7 @@ impl Heap {
             reports: AtomicUsize::new(0),
             live: [AtomicBool::new(true), AtomicBool::new(true), AtomicBool::new(false)],
             pending: core::array::from_fn(|_| AtomicBool::new(false)),
+            deciding: core::array::from_fn(|_| AtomicBool::new(false)),
             local: UnsafeCell::new(local),
             recheck,
             free_before_release: true,
@@ -213,22 +219,35 @@ impl Heap {
     /// # Safety
     /// The caller owns the heap; `b` is one of its blocks.
     unsafe fn free_racing(&self, b: usize) -> bool {
-        let pending = self.pending[b].load(Ordering::Relaxed);
-        // SAFETY: per the contract.
-        if !self.live[b].load(Ordering::Relaxed) || (pending && (!self.sets_aside || unsafe { self.is_aside(b) })) {
+        let report = || {
             self.reports.fetch_add(1, Ordering::Relaxed);
-            return false;
+            false
+        };
+        if !self.live[b].load(Ordering::Relaxed) {
+            return report();
         }
         // SAFETY: per the contract.
         unsafe {
-            if pending {
-                // `Owner::free_claimed`: live still, until the claim's fate is known.
-                self.set_aside(b);
-            } else {
+            if !self.pending[b].load(Ordering::Acquire) {
                 self.push_free(b);
+                return true;
             }
+            if !self.sets_aside || self.is_aside(b) {
+                return report();
+            }
+            // `Owner::free_claimed`: wait out a claim still deciding.
+            while self.deciding[b].load(Ordering::SeqCst) {
+                thread::yield_now();
+            }
+            if !self.pending[b].load(Ordering::Relaxed) {
+                self.push_free(b);
+                return true;
+            }
+            // The claim stands: this free is the double free. Set aside,
+            // live, until the claim is taken back.
+            self.set_aside(b);
         }
-        true
+        report()
     }
 
     /// `Owner::set_aside`.
@@ -310,17 +329,26 @@ impl Heap {
 
     /// `Page::claim_foreign`: whether this thread's free of `b` takes effect.
     fn claim(&self, b: usize) -> bool {
-        if !self.live[b].load(Ordering::Relaxed) || self.pending[b].swap(true, Ordering::Acquire) {
+        let report = || {
             self.reports.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
+            false
+        };
         if !self.live[b].load(Ordering::Relaxed) {
+            return report();
+        }
+        self.deciding[b].store(true, Ordering::SeqCst);
+        // AcqRel: the owner that reads the bit set sees `deciding` too.
+        if self.pending[b].swap(true, Ordering::AcqRel) {
+            self.deciding[b].store(false, Ordering::SeqCst);
+            return report();
+        }
+        let live = self.live[b].load(Ordering::Relaxed);
+        if !live {
             // `fetch_and` in the real code: a read-modify-write too.
             self.pending[b].swap(false, Ordering::Relaxed);
-            self.reports.fetch_add(1, Ordering::Relaxed);
-            return false;
         }
-        true
+        self.deciding[b].store(false, Ordering::SeqCst);
+        live || report()
     }
 
     /// A thread frees blocks of the heap: claims each (a refused claim is a
@@ -419,11 +447,7 @@ impl Heap {
                 b = next;
                 continue;
             }
-            if was_aside {
-                // The owner's free of it was set aside: one of the two is
-                // the double free.
-                self.reports.fetch_add(1, Ordering::Relaxed);
-            }
+            // (If it was set aside, the owner's free reported the double free.)
 
             if !self.free_before_release {
                 self.pending[b].swap(false, Ordering::Release);

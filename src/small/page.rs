@@ -365,23 +365,26 @@ impl Page {
     /// A block set aside (refused by [`Self::try_pop`], or freed by the
     /// owner while its pending bit was set: [`Self::free`]'s `Claimed`), once
     /// its pending bit is clear: the claim that set it was taken back or
-    /// backed out, so the block is free now and goes on the free list
-    /// (`Some(true)` when the page's countdown ended). `None` while the bit
-    /// is still set: it stays aside. An index that is not a block of the
-    /// page means the caller's list was overwritten.
+    /// backed out, so the block is free now and goes on the free list:
+    /// `Some` with whether it was live (freed by the owner, not refused) and
+    /// whether the page's countdown ended. `None` while the bit is still
+    /// set: it stays aside. An address that is not a block of the page means
+    /// the caller's list was overwritten: the process aborts.
     ///
     /// # Safety
     /// The caller owns the page's heap and set `block`, a block of this
     /// page, aside.
-    pub unsafe fn settle(&self, block: *mut Block) -> Option<bool> {
-        let index = self.index(block as usize)?;
+    pub unsafe fn settle(&self, block: *mut Block) -> Option<(bool, bool)> {
+        let Some(index) = self.index(block as usize) else {
+            error::corrupted(block.cast(), b"link of a block set aside overwritten");
+        };
         let (live, pending, bit) = self.bits(index);
         if pending.load(Relaxed) & bit != 0 {
             return None;
         }
-        // A block the owner freed is live still (a refused one is not).
-        live.store(live.load(Relaxed) & !bit, Relaxed);
-        Some(self.push(block))
+        let w = live.load(Relaxed);
+        live.store(w & !bit, Relaxed);
+        Some((w & bit != 0, self.push(block)))
     }
 
     /// The key of the page's free list, for the owner's list of blocks set
@@ -593,7 +596,7 @@ mod tests {
                     assert_eq!(page.used(), 2, "a block set aside counts as in use");
                     assert_eq!(page.settle(refused), None, "aside while its free is posted");
                     assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
-                    assert_eq!(page.settle(refused), Some(false), "back on the free list");
+                    assert_eq!(page.settle(refused), Some((false, false)), "back on the free list");
                 }
                 let c = page.pop();
                 assert_eq!(c, a, "on the free list, once");
@@ -634,7 +637,7 @@ mod tests {
             assert_eq!(page.used(), 1, "still live");
             assert_eq!(page.settle(a.cast()), None);
             pending.fetch_and(!bit, Relaxed);
-            assert_eq!(page.settle(a.cast()), Some(true), "freed: the page is empty");
+            assert_eq!(page.settle(a.cast()), Some((true, true)), "freed: the page is empty");
             assert_eq!(page.used(), 0);
 
             // The owner's allocation while the claim holds the bit.
@@ -646,7 +649,7 @@ mod tests {
             assert_eq!(refused, a.cast());
             assert_eq!(page.used(), 1, "counted while aside");
             pending.fetch_and(!bit, Relaxed);
-            assert_eq!(page.settle(refused), Some(true), "back, and the page is empty");
+            assert_eq!(page.settle(refused), Some((false, true)), "back, and the page is empty");
             assert_eq!(page.pop(), a, "handed out again");
             assert_eq!(page.free(a), Ok(true));
         }

@@ -69,6 +69,12 @@ impl Counters {
 
 /// How a posted block with a bad link is reported.
 const OVERWRITTEN_POSTED: &[u8] = b"link of a block freed by another thread overwritten";
+/// How long the owner's free of a block whose pending bit is set waits for
+/// a claim that backs out to clear it: such a claim holds the bit for a few
+/// instructions (an atomic `or`, a load, an atomic `and`), some 50 ns; 1,024
+/// spin-loop hints are 10-140 us (a `pause` is 10 to 140 cycles, by
+/// microarchitecture). Paid only by a double free.
+const CLAIM_WINDOW_SPINS: usize = 1024;
 /// How a block set aside with a bad link is reported.
 const OVERWRITTEN_ASIDE: &[u8] = b"link of a block set aside (freed by two threads at once) overwritten";
 
@@ -393,19 +399,39 @@ impl Owner<'_> {
     }
 
     /// The owner frees a live block another thread's free of which is
-    /// pending (`BadBlock::Claimed`): it is set aside, still live, counted
-    /// freed now. If the other free was posted, the drain reports one of the
-    /// two as a double free and frees the block once; if it backs out, the
-    /// block is freed when the drain next looks at the blocks set aside.
-    /// Freed again meanwhile, it is a double free at once.
+    /// pending (`BadBlock::Claimed`). A claim that will back out clears the
+    /// bit within a few instructions: the free waits that out (up to
+    /// [`CLAIM_WINDOW_SPINS`]) and then takes effect. A bit still set is a
+    /// claim that stands (posted, or in its thread's batch): this free is
+    /// the double free, reported here, in the call that made it. The block
+    /// is set aside all the same, still live: should the claim back out
+    /// after all (its thread stalled inside those few instructions), the
+    /// drain frees it then, so no block is lost; if the claim is posted,
+    /// the drain frees it once. Freed again meanwhile, it is reported.
     #[cold]
     #[inline(never)]
-    fn free_claimed(&mut self, page: &Page, block: *mut Block) {
+    fn free_claimed(mut self, page: &Page, block: *mut Block) {
+        let size = Some(page.block_size());
         if self.is_aside(block) {
-            return error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
+            return error::report(Misuse::DoubleFree, Op::Free, block.cast(), size);
         }
-        // SAFETY: page classes are below NUM_CLASSES.
-        unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+        for _ in 0..CLAIM_WINDOW_SPINS {
+            core::hint::spin_loop();
+            // SAFETY: `block` lies in `page`, a page of this heap.
+            match unsafe { page.free(block.cast()) } {
+                Err(BadBlock::Claimed) => {}
+                Ok(ended) => {
+                    // SAFETY: page classes are below NUM_CLASSES.
+                    unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+                    if ended {
+                        self.countdown_ended(page);
+                    }
+                    return;
+                }
+                Err(bad) => return error::report_bad(bad, Op::Free, block.cast(), size),
+            }
+        }
+        error::report(Misuse::DoubleFree, Op::Free, block.cast(), size);
         self.set_aside(page, block);
     }
 
@@ -478,8 +504,17 @@ impl Owner<'_> {
             let page = unsafe { &*page };
             // SAFETY: as above.
             match unsafe { page.settle(b) } {
-                Some(true) => self.countdown_ended(page),
-                Some(false) => {}
+                Some((was_live, ended)) => {
+                    // A block the owner's free set aside is freed now (a
+                    // refused one was free already).
+                    if was_live {
+                        // SAFETY: page classes are below NUM_CLASSES.
+                        unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
+                    }
+                    if ended {
+                        self.countdown_ended(page);
+                    }
+                }
                 None => self.set_aside(page, b),
             }
             b = next;
@@ -525,13 +560,7 @@ impl Owner<'_> {
             // SAFETY: as above.
             let page = unsafe { &*page };
             match result {
-                // The owner's free of it was set aside, and counted then.
-                Ok(ended) if was_aside => {
-                    error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
-                    if ended {
-                        self.countdown_ended(page);
-                    }
-                }
+                // (Set aside by the owner's free of it, reported then.)
                 Ok(ended) => {
                     self.heap.counters.remote_frees.add(1);
                     // SAFETY: page classes are below NUM_CLASSES.
