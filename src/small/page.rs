@@ -14,8 +14,8 @@
 //! meanwhile its bit in the page's *pending bitmap* is set (by the freeing
 //! thread, with an atomic `or`, so that of two threads freeing one block at
 //! once exactly one succeeds). The owner's `free` and allocation read it
-//! too: a block with its pending bit set is set aside, neither freed nor
-//! handed out, until the bit clears (see [`Page::settle`]).
+//! too: a block with its pending bit set is never handed out, and is kept
+//! aside until the bit clears (see [`Page::settle`]).
 
 use super::block::{Block, Link};
 use super::size_class::{MIN_BLOCK, class_size};
@@ -176,9 +176,9 @@ impl Page {
     /// free: the bit may belong to a claim that will back out (it read the
     /// block live before this thread's earlier free of it, and our store of
     /// the live bit since, still in this CPU's store buffer, may not reach
-    /// it). The caller sets the block aside, still live, until the claim is
-    /// posted (then one of the two frees is the double free) or gone (then
-    /// this free takes effect): see [`Self::settle`].
+    /// it). The caller waits for the bit to clear (then this free takes
+    /// effect), else reports this free and sets the block aside, still
+    /// live, until the bit's fate is known: see [`Self::settle`].
     ///
     /// # Safety
     /// The caller owns the page's heap; `p` lies in this page's memory.
