@@ -6,11 +6,9 @@ use crate::diag::options;
 use crate::large;
 use crate::os::OS_PAGE;
 use crate::segment::{self, Kind, SegmentHeader};
-use crate::small::page::Page;
-use crate::small::size_class::{MAX_SMALL, c_class_of, class_of};
-use crate::small::{block, segment::SmallSegment};
+use crate::small::segment::SmallSegment;
+use crate::small::size_class::{MAX_SMALL, TABLE_LIMIT, Table, class_of};
 use crate::thread;
-use crate::thread::heap::Heap;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -37,24 +35,7 @@ pub fn init() {
         }
         return;
     }
-    // The draw key (16 bytes) and the posted chains' key, from the kernel.
-    let mut bytes = [0u8; 16 + size_of::<usize>()];
-    if !crate::sys::random::random_bytes(&mut bytes) {
-        // No entropy yet (early boot): the address of a stack slot still
-        // differs between runs under ASLR (the keys are not independent
-        // then, nor secret from a reader of the process's addresses).
-        // A Weyl sequence by the golden ratio, each byte from a product's
-        // top bits.
-        let mut a = &raw const bytes as u64;
-        for byte in bytes.iter_mut() {
-            a = a.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            *byte = (a.wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 56) as u8;
-        }
-    }
-    let word = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
-    let mut posted = [0u8; size_of::<usize>()];
-    posted.copy_from_slice(&bytes[16..]);
-    block::set_secrets([word(0), word(8)], usize::from_ne_bytes(posted));
+    crate::sys::random::init();
     options::init();
     crate::profiler::init();
     thread::init();
@@ -63,29 +44,20 @@ pub fn init() {
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null with
 /// `errno = ENOMEM` when memory cannot be had.
-#[inline]
+#[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    if align <= MIN_ALIGN && size <= MAX_SMALL {
-        let heap = thread::heap_if_any();
-        if !heap.is_null() {
-            // SAFETY: the calling thread owns its heap.
-            return unsafe { (*heap).owner().alloc(class_of(size), size) };
-        }
+    if align <= MIN_ALIGN && size <= TABLE_LIMIT {
+        return thread::current().alloc(Table::Rust, size);
     }
     alloc_cold(size, align)
 }
 
 /// [`alloc`] for C callers: blocks above 8 bytes are 16-aligned (see
-/// [`crate::api::malloc`]), with the class read from a table instead of rounding
-/// the size first.
-#[inline]
+/// [`crate::api::malloc`]), from the heap's C table of pages by size.
+#[inline(always)]
 pub fn alloc_c(size: usize) -> *mut u8 {
-    if size <= MAX_SMALL {
-        let heap = thread::heap_if_any();
-        if !heap.is_null() {
-            // SAFETY: the calling thread owns its heap.
-            return unsafe { (*heap).owner().alloc(c_class_of(size), size) };
-        }
+    if size <= TABLE_LIMIT {
+        return thread::current().alloc(Table::C, size);
     }
     alloc_cold(c_size(size), MIN_ALIGN)
 }
@@ -97,9 +69,9 @@ pub fn c_size(size: usize) -> usize {
     if size > 8 && size <= MAX_SMALL { size.next_multiple_of(16) } else { size }
 }
 
-/// Everything but a small request from a thread that has its heap: the first
-/// allocation of a thread, aligned and large requests. Out of line, so the
-/// fast path needs no stack frame.
+/// Everything but a request the heap's tables serve: aligned, above
+/// `TABLE_LIMIT` and large requests. Out of line, so the fast path needs no
+/// stack frame.
 #[cold]
 #[inline(never)]
 fn alloc_cold(size: usize, align: usize) -> *mut u8 {
@@ -131,14 +103,13 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     p
 }
 
-#[inline(always)]
 fn alloc_small(size: usize) -> *mut u8 {
-    let heap: *mut Heap = thread::heap();
+    let heap = thread::heap();
     if heap.is_null() {
         return null_mut();
     }
     // SAFETY: the calling thread owns its heap.
-    unsafe { (*heap).owner().alloc(class_of(size), size) }
+    unsafe { (*heap).owner().alloc_counted(class_of(size), size) }
 }
 
 /// A large block (and whether it reads as zeros), sampled for the heap
@@ -200,8 +171,24 @@ fn route(size: usize, align: usize) -> Route {
 /// # Safety
 /// Any pointer may be passed, but if `p` is a live block, nothing may use it
 /// afterwards.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(p: *mut u8) {
+    // SAFETY: the calling thread's heap (or the empty one) frees only blocks
+    // of its own pages; per the contract, nothing uses `p` afterwards.
+    if !unsafe { thread::current().free(p) } {
+        // SAFETY: as above.
+        unsafe { free_slow(p) }
+    }
+}
+
+/// Frees what is not a block of the calling thread's pages that its table
+/// knows: another heap's blocks, large and huge blocks, null and foreign
+/// pointers. Out of line, so the fast path needs no stack frame.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
     match segment::find_in_first_slot(p) {
         // SAFETY: `find` returned a live segment of ours that contains `p`.
         Some(seg) if unsafe { (*seg.as_ptr()).kind } == Kind::Small => free_small(p),
@@ -211,11 +198,10 @@ pub unsafe fn free(p: *mut u8) {
 }
 
 /// Frees what is not a small block: null, foreign pointers, large and huge
-/// blocks. Out of line, so the small path needs no stack frame.
+/// blocks.
 ///
 /// # Safety
 /// `seg` is `segment::find_in_first_slot(p)`.
-#[inline(never)]
 unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
     let Some(seg) = seg.or_else(|| segment::find_past_first_slot(p)) else {
         if !p.is_null() {
@@ -237,39 +223,23 @@ unsafe fn free_other(seg: Option<NonNull<SegmentHeader>>, p: *mut u8) {
     }
 }
 
-#[inline(always)]
+/// A small block the calling thread's table did not know: of its own heap
+/// (a page whose slot another page took), or of another heap (or any, from
+/// a thread that has none).
 fn free_small(p: *mut u8) {
     // SAFETY: `p` lies in a live small segment (checked by the caller), and a
-    // page descriptor of a live segment is always readable.
+    // page descriptor of a live (or retired: a tombstone) segment is
+    // readable; a segment's heap is immortal, and null only in a tombstone,
+    // whose pages are all free (the claim fails before it is used).
     unsafe {
         let (seg, page) = SmallSegment::page_of(p);
         let heap = (*seg).heap;
         let mine = thread::heap_if_any();
         if heap == mine.cast_const() {
-            (*mine).owner().free(page, p);
+            (*mine).owner().free_found(&*page, p);
         } else {
-            free_remote(mine, heap, page, p);
+            thread::remote::free_remote(heap, &*page, p);
         }
-    }
-}
-
-/// Frees a small block of another heap (or of any heap, from a thread that
-/// has none): validated here, freed by its owner later.
-///
-/// # Safety
-/// `page` is the descriptor of the page of `heap`'s segment that holds `p`;
-/// `mine` is the calling thread's heap or null.
-#[inline(never)]
-unsafe fn free_remote(mine: *mut Heap, heap: *const Heap, page: *mut Page, p: *mut u8) {
-    // SAFETY: per the contract.
-    let (page, size) = unsafe { (&*page, (*page).block_size()) };
-    match page.claim_foreign(p) {
-        // SAFETY: the block passed the check and the caller gives it up;
-        // heaps are never freed.
-        Ok(block) if !mine.is_null() => unsafe { (*mine).owner().free_remote(heap, block, size) },
-        // SAFETY: as above; a chain of one block.
-        Ok(block) => unsafe { (*heap).post_chain(block, block) },
-        Err(bad) => error::report_bad(bad, Op::Free, p, Some(size).filter(|&s| s != 0)),
     }
 }
 

@@ -8,6 +8,7 @@
 //! of threads that do not exist in the child stay owned (their blocks freed in
 //! the child go to those heaps' remote lists and are not reused there).
 
+use crate::small::segment::SmallSegment;
 use crate::{large, profiler, segment, thread};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,6 +29,7 @@ extern "C" fn prepare() {
     thread::lock_for_fork();
     large::lock_for_fork();
     profiler::lock_for_fork();
+    SmallSegment::lock_for_fork();
     segment::tombstones::lock_for_fork();
 }
 
@@ -36,6 +38,7 @@ extern "C" fn resume() {
     // SAFETY: `prepare` took the locks in this process before `fork`.
     unsafe {
         segment::tombstones::unlock_after_fork();
+        SmallSegment::unlock_after_fork();
         profiler::unlock_after_fork();
         large::unlock_after_fork();
         thread::unlock_after_fork();

@@ -5,6 +5,7 @@
 
 use crate::diag::counters::*;
 use crate::diag::text::Line;
+use crate::small::segment::SmallSegment;
 use crate::small::size_class::{NUM_CLASSES, class_size, classes};
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -52,13 +53,6 @@ pub struct MemoryStats {
 /// Sums every heap's counters and the global ones. Counters of other threads
 /// are read while they run: each is exact, their sum is a moment's picture.
 pub fn snapshot() -> MemoryStats {
-    // The calling thread's frees into other heaps count once their owners
-    // take them back: post them first.
-    let mine = crate::thread::heap_if_any();
-    if !mine.is_null() {
-        // SAFETY: the calling thread owns its heap.
-        unsafe { (*mine).owner().flush() };
-    }
     let mut s = MemoryStats {
         mapped_bytes: MAPPED.get(),
         peak_mapped_bytes: PEAK_MAPPED.load(Relaxed),
@@ -86,13 +80,21 @@ pub fn snapshot() -> MemoryStats {
         s.requested_bytes += c.requested();
         for (class, out) in s.classes.iter_mut().enumerate().take(NUM_CLASSES) {
             out.allocations += c.allocations[class].get();
-            out.frees += c.frees[class].get();
         }
+    });
+    // Pages count their own allocations and blocks in use; frees are the
+    // difference. A page given back meanwhile may count twice or not at
+    // all: exact for the calling thread's heap, a moment's picture of the
+    // others.
+    SmallSegment::for_each_page(|page| {
+        let c = &mut s.classes[page.class()];
+        c.allocations += page.allocations();
+        c.live_blocks += page.used() as u64;
     });
     for class in classes() {
         let c = &mut s.classes[class];
         c.block_size = class_size(class) as u64;
-        c.live_blocks = c.allocations.saturating_sub(c.frees);
+        c.frees = c.allocations.saturating_sub(c.live_blocks);
         s.small_allocations += c.allocations;
         s.small_frees += c.frees;
         s.small_live_bytes += c.live_blocks * c.block_size;

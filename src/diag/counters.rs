@@ -1,8 +1,9 @@
 //! The counters behind the statistics. Small-block counters live in each
-//! thread heap and are written only by the owner with plain (non-atomic
-//! read-modify-write) stores, so counting costs the fast path two additions
-//! and no lock prefix; a reader sums all heaps ([`crate::api::stats`]). Rare
-//! events (mappings, large blocks) count in global atomics.
+//! page and thread heap and are written only by the owner with plain
+//! (non-atomic read-modify-write) instructions, so counting costs the fast
+//! path one addition and no lock prefix; a reader sums all pages and heaps
+//! ([`crate::api::stats`]). Rare events (mappings, large blocks) count in
+//! global atomics.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -14,14 +15,18 @@ pub struct Counter(AtomicU64);
 
 #[cfg(target_pointer_width = "64")]
 impl Counter {
+    pub const fn new() -> Self {
+        Counter(AtomicU64::new(0))
+    }
+
     #[inline(always)]
     pub fn add(&self, n: usize) {
         self.0.store(self.0.load(Relaxed).wrapping_add(n as u64), Relaxed);
     }
 
-    /// Takes back `n` added before (rare: an allocation that failed).
-    pub fn sub(&self, n: usize) {
-        self.0.store(self.0.load(Relaxed).wrapping_sub(n as u64), Relaxed);
+    /// Back to 0 (the owner).
+    pub fn clear(&self) {
+        self.0.store(0, Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -36,6 +41,7 @@ impl Counter {
 /// so that a reader sees the two halves of one value.
 #[cfg(not(target_pointer_width = "64"))]
 #[derive(Default)]
+#[repr(C)]
 pub struct Counter {
     low: core::sync::atomic::AtomicU32,
     /// Twice the high word, plus one while a carry is being written.
@@ -44,6 +50,10 @@ pub struct Counter {
 
 #[cfg(not(target_pointer_width = "64"))]
 impl Counter {
+    pub const fn new() -> Self {
+        Counter { low: core::sync::atomic::AtomicU32::new(0), high_seq: core::sync::atomic::AtomicU32::new(0) }
+    }
+
     #[inline(always)]
     pub fn add(&self, n: usize) {
         let (low, carry) = self.low.load(Relaxed).overflowing_add(n as u32);
@@ -61,14 +71,10 @@ impl Counter {
         self.set_high(low, 2);
     }
 
-    /// Takes back `n` added before (rare: an allocation that failed).
-    pub fn sub(&self, n: usize) {
-        let (low, borrow) = self.low.load(Relaxed).overflowing_sub(n as u32);
-        if borrow {
-            self.set_high(low, -2);
-        } else {
-            self.low.store(low, core::sync::atomic::Ordering::Release);
-        }
+    /// Back to 0 (the owner).
+    pub fn clear(&self) {
+        let seq = self.high_seq.load(Relaxed);
+        self.set_high(0, -(seq as i32));
     }
 
     /// Stores `low` and moves the high word by `seq_step / 2`, the sequence
@@ -94,6 +100,43 @@ impl Counter {
     }
 }
 
+/// A counter that only its owner thread adds to, on a fast path: its
+/// owner adds one with one `inc` (x86_64) or `add` (i686) to memory (see
+/// `Page::count_out`), which LLVM does not make of a relaxed load, addition
+/// and store (it keeps three instructions). On i686 that adds to the low
+/// word, and the carry into the high word is a cold path ([`Self::carried`]);
+/// a reader that races it, once per 2^32 additions, may read 2^32 too few.
+#[repr(transparent)]
+pub struct LocalCounter(Counter);
+
+impl LocalCounter {
+    pub const fn new() -> Self {
+        LocalCounter(Counter::new())
+    }
+
+    /// Adds one, where no `asm!` does it.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    pub fn inc(&self) {
+        self.0.add(1);
+    }
+
+    /// The low word wrapped to zero: carries into the high word.
+    #[cfg(target_arch = "x86")]
+    #[cold]
+    pub fn carried(&self) {
+        self.0.carry(0);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+
+    /// Back to 0 (the owner, when the page is assigned anew).
+    pub fn reset(&self) {
+        self.0.clear();
+    }
+}
+
 /// Bytes a heap may still hand out before its next sample (see
 /// `crate::profiler`): written by the owner, read by statistics. On x86 the
 /// heap counts it down itself, in one instruction (`Heap::count_down`).
@@ -102,6 +145,10 @@ impl Counter {
 pub struct Countdown(core::sync::atomic::AtomicIsize);
 
 impl Countdown {
+    pub const fn new(v: isize) -> Self {
+        Countdown(core::sync::atomic::AtomicIsize::new(v))
+    }
+
     /// Counts `n` bytes down; true when the count passed zero.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
     #[inline(always)]

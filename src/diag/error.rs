@@ -79,7 +79,7 @@ pub fn corrupted(addr: *const u8, what: &[u8]) -> ! {
 #[inline(never)]
 pub fn report_bad(bad: BadBlock, op: Op, p: *const u8, block_size: Option<usize>) {
     let kind = match bad {
-        BadBlock::DoubleFree | BadBlock::Claimed => Misuse::DoubleFree,
+        BadBlock::DoubleFree => Misuse::DoubleFree,
         BadBlock::Invalid => Misuse::Interior,
     };
     report(kind, op, p, block_size);
@@ -92,8 +92,4 @@ pub enum BadBlock {
     DoubleFree,
     /// The pointer is not the start of a block that was ever handed out.
     Invalid,
-    /// A live block whose free by another thread is pending (posted, or
-    /// being decided): freed by its owner, a double free or not, which only
-    /// the pending bit's fate tells (see `Page::free`).
-    Claimed,
 }

@@ -1,6 +1,8 @@
-//! The small-object layer: size classes, blocks, pages (slabs) and the
-//! segments that hold them.
+//! The small-object layer: size classes, blocks, pages (slabs), their
+//! bitmaps and the arena that holds them, and the segments that hold pages.
 
+pub mod arena;
+pub mod bitmaps;
 pub mod block;
 pub mod page;
 pub mod segment;

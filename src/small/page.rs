@@ -1,29 +1,36 @@
-//! Small pages: the slabs. A page hands out fresh blocks from a bump
-//! pointer, so the memory of blocks nobody asked for is never written (and
-//! never becomes resident). Freed blocks go on an intrusive free list.
+//! Small pages: the slabs. A page of [`PAGE_SIZE`] bytes serves one size
+//! class; its blocks start at the page's address, so a block's index is
+//! `offset / size` and its address `base + index * size`.
 //!
-//! Whether a block is live is one bit in the page's *live bitmap* (in the
-//! segment header, written only by the owner): set when the block is handed
-//! out, cleared when it comes back. `free` tests and clears it without loading
-//! from the block (a cold block costs a load miss; the store of the link
-//! waits in the store buffer instead), a second free finds the bit clear, and
-//! a block can be handed out only while its bit is clear, so no corrupted
-//! list can make two owners of one block.
+//! Fresh blocks are handed out in order from `bumped` (the blocks ever
+//! handed out are `0..bumped`), so the memory of blocks nobody asked for is
+//! never written and never becomes resident. Freed blocks go on a free list
+//! linked through their first word by **index**, encoded with the page's
+//! key (see [`super::block`]); a link is accepted only if it is below
+//! `bumped`, one compare that is both the empty test (the list ends in
+//! [`EMPTY`]) and the check that an overwritten link cannot point outside
+//! the blocks ever handed out.
 //!
-//! A block freed by another thread stays live until its owner takes it back;
-//! meanwhile its bit in the page's *pending bitmap* is set (by the freeing
-//! thread, with an atomic `or`, so that of two threads freeing one block at
-//! once exactly one succeeds). The owner's `free` and allocation read it
-//! too: a block with its pending bit set is never handed out, and is kept
-//! aside until the bit clears (see [`Page::settle`]).
+//! Whether a block is live is one bit out of line (see [`super::bitmaps`]):
+//! `free` tests and clears it, the allocation sets it, and a block whose bit
+//! is set is never handed out, so no corrupted list can give one block two
+//! owners. Another thread's free claims the block's pending bit and then
+//! sets its posted bit; the owner takes posted blocks back a word at a time
+//! ([`Page::take_posted`]) without reading them.
+//!
+//! Page 0 of a segment holds the segment's header at its start: the blocks
+//! that overlap it (`0..first`) have their live and pending bits set for
+//! good, so no path hands them out or frees them, and the reports say why.
 
-use super::block::{Block, Link};
-use super::size_class::{MIN_BLOCK, class_size};
+use super::bitmaps::{self, BITS, Bitmaps, Pair, clear, indices, mask, set, test, word};
+use super::block;
+use super::size_class::class_size;
+use crate::diag::counters::LocalCounter;
 use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -32,13 +39,9 @@ pub const PAGE_SHIFT: u32 = 16;
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 pub const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 
-/// Words of a page's live bitmap, and as many of its pending bitmap: a bit
-/// for every block of the smallest class (512 bytes a page for each: 0.8%).
-pub const BITMAP_WORDS: usize = PAGE_SIZE / MIN_BLOCK / usize::BITS as usize;
-
-/// A page's bitmaps, each live word next to its pending word: `free` reads
-/// both from one cache line.
-pub type Bitmaps = [[AtomicUsize; 2]; BITMAP_WORDS];
+/// The end of a free list (and of a list of blocks set aside): above every
+/// index, so the pop's one compare sends it to the slow path.
+pub const EMPTY: u32 = u32::MAX;
 
 /// Descriptor of one small page: two cache lines, so that the fields other
 /// threads read to validate a pointer (`shape`) never share a line with the
@@ -50,41 +53,66 @@ pub struct Page {
 }
 
 /// Read by any thread (relaxed atomics: plain loads on x86); written when
-/// the page is assigned to a class, and `bump` once per fresh block.
+/// the page is assigned to a class or given back, but for the two fields of
+/// the heap's stack of announced pages, which other threads write.
 #[repr(C, align(64))]
 struct Shape {
-    /// First block: the page start, or past the header for page 0.
-    start: AtomicUsize,
-    /// Next never-used block.
-    bump: AtomicUsize,
-    /// The page's live bitmap (owner writes) and pending bitmap (other
-    /// threads set bits, the owner clears them).
-    bitmaps: AtomicPtr<Bitmaps>,
-    /// Block size; 0 while the page belongs to no class.
-    block_size: AtomicU32,
-    /// ceil(2^32 / block_size): the block index of an offset, and whether
-    /// the offset is a block boundary, from one multiply (see `index`).
-    reciprocal: AtomicU32,
+    /// The page's address, where its blocks start; 0 while the page is free.
+    base: AtomicUsize,
+    /// The page's bitmaps, and their words per bitmap.
+    pairs: AtomicPtr<Pair>,
+    words: AtomicU32,
+    /// Block size; 0 while the page belongs to no class. A word, though
+    /// below 2^15: `malloc` multiplies by it from memory.
+    size: AtomicUsize,
+    /// ceil(2^32 / size): the block index of an offset, and whether the
+    /// offset is a block boundary, from one multiply (see `index`); 0, which
+    /// no product is below, while the page is free. A 64-bit word, though
+    /// below 2^32: `free` multiplies by it from memory.
+    reciprocal: AtomicU64,
+    /// Changes when the page is assigned and when it is given back: a claim
+    /// that spans both backs out (see [`Page::claim`]).
+    generation: AtomicU32,
+    class: AtomicU8,
+    /// Set from the moment a thread that posted a block here pushes the page
+    /// on its heap's stack until the owner takes the stack (or sees the
+    /// page's claims still undecided, and keeps it announced).
+    announced: AtomicBool,
+    /// The next page on the heap's stack of announced pages.
+    next_announced: AtomicPtr<Page>,
 }
 
-/// Only the thread that owns the page's heap touches these.
+/// Only the thread that owns the page's heap writes these (the statistics
+/// read the atomic ones).
 #[repr(C, align(64))]
 struct Local {
-    free: Cell<*mut Block>,
-    /// The free list's key (see `crate::small::block`), drawn at `assign`.
-    key: Cell<usize>,
-    /// End of the bump area (a whole number of blocks past `start`).
-    end: Cell<usize>,
+    /// The free list's first block, an index (or [`EMPTY`]).
+    head: Cell<u32>,
+    /// Blocks `0..bumped` have been handed out at least once.
+    bumped: Cell<u32>,
+    /// The free list's key, drawn at `assign`.
+    key: Cell<u32>,
     /// Blocks handed out and not yet freed, plus [`RETAINED_SLACK`] while
     /// the page is in the heap's ring of emptied pages; while the page is
     /// full (every block out), 1, so that the next free reaches the heap's
     /// slow path through the same countdown that reports an emptied page.
-    countdown: Cell<u32>,
-    full: Cell<bool>,
-    in_ring: Cell<bool>,
-    class: Cell<u8>,
+    countdown: AtomicU32,
+    /// Blocks handed out since the page was assigned (the statistics' count
+    /// of allocations; frees are this minus the blocks in use).
+    allocs: LocalCounter,
+    /// Blocks that fit the page, and the first not in the segment header.
+    capacity: Cell<u32>,
+    first: Cell<u32>,
+    /// Blocks set aside while another thread's free of them is pending
+    /// (see [`Page::set_aside`]): a list linked as the free list.
+    aside: Cell<u32>,
+    full: AtomicBool,
+    in_ring: AtomicBool,
+    /// Neighbours in the heap's queue of the same class.
     next: Cell<*mut Page>,
     prev: Cell<*mut Page>,
+    /// The next page of the heap's list of pages with blocks set aside.
+    next_aside: Cell<*mut Page>,
 }
 
 /// Added to the countdown of a page in the heap's ring of emptied pages, so
@@ -97,82 +125,154 @@ struct Local {
 /// block count (8192 at most), far below overflow.
 const RETAINED_SLACK: u32 = 1 << 30;
 
-/// What [`Page::try_pop`] found.
-pub enum Popped {
-    Block(*mut u8),
-    /// The free list's first block has its pending bit set (another
-    /// thread's free of it is posted, or being decided): the caller takes
-    /// it off ([`Page::refuse`]) and sets it aside until the bit clears
-    /// ([`Page::settle`]); another try may find a block.
-    Refused,
-    Empty,
-}
-
 const _: () = assert!(size_of::<Page>() == 128 && core::mem::offset_of!(Page, local) == 64);
 
+/// What a free by the owner found ([`Page::free`]). No payload: each
+/// outcome but the first is a tail call to a cold path of its own, with
+/// nothing to set up for it on the fast path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freed {
+    /// Freed.
+    Done,
+    /// Freed, and the page's countdown ended: it emptied, or was full.
+    Ended,
+    /// Not a block boundary.
+    Invalid,
+    /// A block boundary whose block is not live (see `why_not_live`).
+    NotLive,
+    /// A live block whose pending bit is set (see [`BadBlock::Claimed`]).
+    Claimed,
+}
+
+/// A claim another thread made on a block ([`Page::claim`]), to be
+/// posted ([`Page::post`]) once the page is announced.
+pub struct Claim {
+    index: usize,
+}
+
+/// What [`Page::take_posted`] took back.
+pub struct Taken {
+    /// Blocks freed.
+    pub blocks: u32,
+    /// Claims not yet posted remain: the page must be looked at again.
+    pub undecided: bool,
+}
+
+/// The page a heap's tables point to when no page serves: its list is empty
+/// and no block was ever handed out, so every allocation from it takes the
+/// slow path.
+pub static EMPTY_PAGE: EmptyPage = EmptyPage(Page::empty());
+
+#[repr(transparent)]
+pub struct EmptyPage(pub Page);
+
+// SAFETY: nothing writes the empty page: it is in no queue and no slot of
+// any heap's table by address, and the allocation fast path reads its free
+// list (empty) and leaves it for the slow path, which allocates from the
+// pages of its queues only.
+unsafe impl Sync for EmptyPage {}
+
 impl Page {
-    /// Takes a free block, or null when the page has none (for tests, which
-    /// set no block aside: a refusal fails them).
-    #[cfg(test)]
-    pub fn pop(&self) -> *mut u8 {
-        match self.try_pop() {
-            Popped::Block(p) => p,
-            Popped::Refused => panic!("block {:p} refused", self.local.free.get()),
-            Popped::Empty => null_mut(),
+    const fn empty() -> Page {
+        Page {
+            shape: Shape {
+                base: AtomicUsize::new(0),
+                pairs: AtomicPtr::new(null_mut()),
+                words: AtomicU32::new(0),
+                size: AtomicUsize::new(0),
+                reciprocal: AtomicU64::new(0),
+                generation: AtomicU32::new(0),
+                class: AtomicU8::new(0),
+                announced: AtomicBool::new(false),
+                next_announced: AtomicPtr::new(null_mut()),
+            },
+            local: Local {
+                head: Cell::new(EMPTY),
+                bumped: Cell::new(0),
+                key: Cell::new(0),
+                countdown: AtomicU32::new(0),
+                allocs: LocalCounter::new(),
+                capacity: Cell::new(0),
+                first: Cell::new(0),
+                aside: Cell::new(EMPTY),
+                full: AtomicBool::new(false),
+                in_ring: AtomicBool::new(false),
+                next: Cell::new(null_mut()),
+                prev: Cell::new(null_mut()),
+                next_aside: Cell::new(null_mut()),
+            },
         }
     }
 
-    /// Takes a free block: the hot path of every small allocation.
-    ///
-    /// A block on the free list that is not a block of this page, or whose
-    /// live bit is set, means a link was overwritten (a write after free):
-    /// the process aborts with a report rather than hand out memory twice.
-    /// A block whose pending bit is set may be in a chain another thread
-    /// posted (see [`Self::free`]): the caller takes it off the list to set
-    /// it aside, and asks again.
+    /// Whether the page's free list has a block to try: the test before
+    /// [`Self::pop`] on the allocation fast path. False for an empty list,
+    /// and for a head that an overwritten link made point past the blocks
+    /// ever handed out (the slow path tells the two apart).
     #[inline(always)]
-    pub fn try_pop(&self) -> Popped {
-        let block = self.local.free.get();
-        if !block.is_null() {
-            let Some(i) = self.index(block as usize) else { error::corrupted(block.cast(), b"free block overwritten") };
-            if !self.set_live_if_free(i) {
-                return Popped::Refused;
-            }
-            // SAFETY: the block is a block of this page (checked above), not
-            // live, and ours to read.
-            unsafe {
-                let next = Block::next(block, Link::Free(self.local.key.get()));
-                prefetch(next);
-                self.local.free.set(next);
-            }
-            self.local.countdown.set(self.local.countdown.get() + 1);
-            return Popped::Block(block.cast());
-        }
-        let fresh = self.shape.bump.load(Relaxed);
-        if fresh < self.local.end.get() {
-            self.shape.bump.store(fresh + self.block_size(), Relaxed);
-            let fresh_index = self.index(fresh);
-            debug_assert!(fresh_index.is_some());
-            self.set_live(fresh_index.unwrap_or(0));
-            self.local.countdown.set(self.local.countdown.get() + 1);
-            return Popped::Block(fresh as *mut u8);
-        }
-        Popped::Empty
+    pub fn has_free(&self) -> bool {
+        self.local.head.get() < self.local.bumped.get()
     }
 
-    /// Frees `p` into this page, for the owner. `Ok(true)` when the page
-    /// emptied or was full: the heap's slow path handles those.
+    /// Takes the free list's first block: the hot path of every small
+    /// allocation, after [`Self::has_free`]. `None` when the block's live or
+    /// pending bit is set: the caller takes it off ([`Self::refuse`]).
+    #[inline(always)]
+    pub fn pop(&self) -> Option<*mut u8> {
+        let i = self.local.head.get() as usize;
+        let pair = self.pair(i);
+        let live = pair.live.load(Relaxed);
+        if test(live | pair.pending.load(Relaxed), i) {
+            return None;
+        }
+        // Release: a claim that finds the bit set through bitmaps given to
+        // this page after another's also sees that page's generation change
+        // (see `claim`). A plain store on x86.
+        pair.live.store(set(live, i), Release);
+        let block = self.block(i);
+        // SAFETY: block `i` is below `bumped` and its live bit was clear: a
+        // free block of this page, ours to read.
+        let link = unsafe { block::link(block) };
+        self.local.head.set(link ^ self.local.key.get());
+        self.count_out();
+        Some(block)
+    }
+
+    /// Hands out the next fresh block, if the page has one (the slow path,
+    /// when the free list is empty).
+    pub fn bump(&self) -> Option<*mut u8> {
+        let i = self.local.bumped.get();
+        if i >= self.local.capacity.get() {
+            return None;
+        }
+        self.local.bumped.set(i + 1);
+        let pair = self.pair(i as usize);
+        debug_assert!(!test(pair.live.load(Relaxed) | pair.pending.load(Relaxed), i as usize));
+        pair.live.store(set(pair.live.load(Relaxed), i as usize), Release);
+        self.count_out();
+        Some(self.block(i as usize))
+    }
+
+    /// The free list's head points past the blocks ever handed out, or to a
+    /// live block: a link was overwritten after its block was freed.
+    #[cold]
+    pub fn check_head(&self) {
+        let head = self.local.head.get();
+        if head != EMPTY {
+            error::corrupted(self.block(head as usize), b"free block overwritten");
+        }
+    }
+
+    /// Frees `p` into this page, for the owner.
     ///
     /// The pending bit is read, and the live bit cleared, without an atomic
     /// read-modify-write (one would cost the fast path a locked instruction):
-    /// another thread's free of the same block in the same instant can pass
-    /// [`Self::claim_foreign`] too. The block is then on this page's free
-    /// list and in that thread's chain at once, each list by a link of its
-    /// own ([`Link`]); [`Self::try_pop`] never hands out a block whose pending
-    /// bit is set, and [`Self::take_back`] reports the double free, so the
-    /// block has one owner whatever the order.
+    /// another thread's free of the same block in the same instant can claim
+    /// it too. The block is then on this page's free list and posted at
+    /// once; [`Self::pop`] never hands out a block whose pending bit is set,
+    /// and [`Self::take_posted`] reports the double free, so the block has
+    /// one owner whatever the order.
     ///
-    /// A block whose pending bit is set is `Err(Claimed)`, not yet a double
+    /// A block whose pending bit is set is `Bad(Claimed)`, not yet a double
     /// free: the bit may belong to a claim that will back out (it read the
     /// block live before this thread's earlier free of it, and our store of
     /// the live bit since, still in this CPU's store buffer, may not reach
@@ -181,108 +281,232 @@ impl Page {
     /// live, until the bit's fate is known: see [`Self::settle`].
     ///
     /// # Safety
-    /// The caller owns the page's heap; `p` lies in this page's memory.
+    /// The caller owns the page's heap; `p` lies in this page.
     #[inline(always)]
-    pub unsafe fn free(&self, p: *mut u8) -> Result<bool, BadBlock> {
-        let Some(index) = self.index(p as usize) else {
-            return Err(BadBlock::Invalid);
+    pub unsafe fn free(&self, p: *mut u8) -> Freed {
+        let Some(i) = self.index(p) else {
+            return Freed::Invalid;
         };
-        // Bits tested by shifting (`bt`), not by a mask: one register fewer.
-        let (live, pending, _) = self.bits(index);
-        let shift = index % usize::BITS as usize;
-        let w = live.load(Relaxed);
-        if (w >> shift) & 1 == 0 {
-            return Err(self.why_not_live(p));
+        let pair = self.pair(i);
+        let live = pair.live.load(Relaxed);
+        if !test(live, i) {
+            return Freed::NotLive;
         }
-        if (pending.load(Relaxed) >> shift) & 1 != 0 {
-            return Err(BadBlock::Claimed);
+        if test(pair.pending.load(Relaxed), i) {
+            return Freed::Claimed;
         }
-        live.store(w & !(1 << shift), Relaxed);
-        Ok(self.push(p.cast()))
+        pair.live.store(clear(live, i), Relaxed);
+        // SAFETY: the live bit was set and is now clear: the block is ours.
+        unsafe { block::set_link(p, self.local.head.get() ^ self.local.key.get()) };
+        self.local.head.set(i as u32);
+        if self.count_back() { Freed::Ended } else { Freed::Done }
     }
 
-    /// Links a block that was live and is ours again; true when the
-    /// countdown ended.
+    /// One more block handed out: the count of blocks in use and of
+    /// allocations, each one instruction to memory (see `LocalCounter`).
     #[inline(always)]
-    fn push(&self, block: *mut Block) -> bool {
-        // SAFETY: the caller cleared the block's live bit: it is ours.
-        unsafe { Block::link(block, Link::Free(self.local.key.get()), self.local.free.get()) };
-        self.local.free.set(block);
-        let countdown = self.local.countdown.get() - 1;
-        self.local.countdown.set(countdown);
-        countdown == 0
+    fn count_out(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the page's counts (`offset_of!`), aligned; only the owner,
+        // the calling thread, writes them, so the unlocked read-modify-write
+        // loses nothing, and an aligned word access is single-copy atomic
+        // for the statistics' readers.
+        unsafe {
+            core::arch::asm!(
+                "inc dword ptr [{page} + {countdown}]",
+                "inc qword ptr [{page} + {allocs}]",
+                page = in(reg) self,
+                countdown = const core::mem::offset_of!(Page, local.countdown),
+                allocs = const core::mem::offset_of!(Page, local.allocs),
+                options(nostack),
+            );
+        }
+        #[cfg(target_arch = "x86")]
+        // SAFETY: as above; `allocs` starts with its low word.
+        unsafe {
+            core::arch::asm!(
+                "inc dword ptr [{page} + {countdown}]",
+                "add dword ptr [{page} + {allocs}], 1",
+                "jc {carry}",
+                page = in(reg) self,
+                countdown = const core::mem::offset_of!(Page, local.countdown),
+                allocs = const core::mem::offset_of!(Page, local.allocs),
+                carry = label { self.local.allocs.carried() },
+                options(nostack),
+            );
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+        {
+            self.local.countdown.store(self.local.countdown.load(Relaxed) + 1, Relaxed);
+            self.local.allocs.inc();
+        }
+    }
+
+    /// One block fewer in use; true when the countdown ended (`dec`, `jz`).
+    #[inline(always)]
+    fn count_back(&self) -> bool {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        {
+            // SAFETY: as in `count_out`.
+            unsafe {
+                core::arch::asm!(
+                    "dec dword ptr [{page} + {countdown}]",
+                    "jz {ended}",
+                    page = in(reg) self,
+                    countdown = const core::mem::offset_of!(Page, local.countdown),
+                    ended = label { return true; },
+                    options(nostack),
+                );
+            }
+            false
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+        {
+            let left = self.local.countdown.load(Relaxed) - 1;
+            self.local.countdown.store(left, Relaxed);
+            left == 0
+        }
     }
 
     /// Claims `p` for a free by a thread that does not own the page: it must
     /// be a live block boundary whose pending bit this call sets (another
-    /// thread that frees the same block at once finds it set). Then the
-    /// caller must post the block to the owner. Safe to call from any thread
-    /// while the page is in use.
-    #[inline(always)]
-    pub fn claim_foreign(&self, p: *mut u8) -> Result<*mut Block, BadBlock> {
-        let Some(index) = self.index(p as usize) else {
+    /// thread that frees the same block at once finds it set). Safe to call
+    /// from any thread, whatever the page's state: the descriptor lies in a
+    /// header that stays mapped, the bitmaps in memory that does.
+    ///
+    /// The claim is decided after the bit is set: the block must still be
+    /// live (the owner may have taken back another thread's free of it
+    /// meanwhile: it clears the live bit before it releases the pending bit,
+    /// see `take_posted`), and the page's generation unchanged (the page may
+    /// have been given back and its bitmaps given to another page, whose
+    /// bit this is). Else the claim backs out: it clears the bit, and the
+    /// free is reported. A claim that stands must be announced to the owner
+    /// and then posted ([`Self::post`]).
+    pub fn claim(&self, p: *mut u8) -> Result<Claim, BadBlock> {
+        let generation = self.shape.generation.load(Acquire);
+        let Some(i) = self.index(p) else {
             return Err(BadBlock::Invalid);
         };
-        let (live, pending, bit) = self.bits(index);
-        if live.load(Relaxed) & bit == 0 {
-            return Err(self.why_not_live(p));
+        let pair = self.bitmaps().pair(word(i));
+        if !test(pair.live.load(Acquire), i) {
+            return Err(self.why_not_live(i));
         }
-        // Acquire, and the live bit read again after it: if the owner took
-        // back another thread's free of this block in the meantime, it
-        // cleared the live bit before it released the pending bit (see
-        // `take_back`), so this claim sees the block free, not live.
-        if pending.fetch_or(bit, Acquire) & bit != 0 {
+        // SeqCst: ordered before the announcement's load (see `post`).
+        if test(pair.pending.fetch_or(mask(i), SeqCst), i) {
+            return Err(if i < self.first() as usize { BadBlock::Invalid } else { BadBlock::DoubleFree });
+        }
+        if !test(pair.live.load(Acquire), i) || self.shape.generation.load(SeqCst) != generation {
+            pair.pending.fetch_and(!mask(i), Relaxed);
             return Err(BadBlock::DoubleFree);
         }
-        if live.load(Relaxed) & bit == 0 {
-            pending.fetch_and(!bit, Relaxed);
-            return Err(BadBlock::DoubleFree);
-        }
-        Ok(p.cast())
+        Ok(Claim { index: i })
     }
 
-    /// Takes back a block another thread claimed (for the owner, when it
-    /// drains its inbox): `Ok(true)` when the page emptied or was full. A
-    /// block whose pending bit is clear was not posted by any free: the link
-    /// that led here was overwritten (`Invalid`). A block claimed but no
-    /// longer live was freed by the owner in the same moment
-    /// (`DoubleFree`).
+    /// Posts a claimed block: from here the owner may take it back. The
+    /// claiming thread announced the page first (see
+    /// [`Self::announce`]), and touches the page no more.
+    pub fn post(&self, claim: Claim) {
+        self.bitmaps().posted(word(claim.index)).fetch_or(mask(claim.index), SeqCst);
+    }
+
+    /// Marks the page announced; true if it was not (the caller then pushes
+    /// it on its heap's stack). A plain load first: the page is usually
+    /// announced already, and the owner's stores of `false` pair with it
+    /// through the claim's SeqCst `or` (see `take_posted`).
+    pub fn announce(&self) -> bool {
+        !self.shape.announced.load(SeqCst) && !self.shape.announced.swap(true, SeqCst)
+    }
+
+    /// The link of the heap's stack of announced pages.
+    pub fn next_announced(&self) -> *mut Page {
+        self.shape.next_announced.load(Relaxed)
+    }
+
+    pub fn set_next_announced(&self, next: *mut Page) {
+        self.shape.next_announced.store(next, Relaxed);
+    }
+
+    pub fn is_announced(&self) -> bool {
+        self.shape.announced.load(SeqCst)
+    }
+
+    /// Takes back the blocks other threads posted (the owner, after taking
+    /// the page off its heap's stack of announced pages), a bitmap word at a
+    /// time, reading no block: a posted block that is live is freed (its
+    /// live bit cleared and the block linked before its pending bit is
+    /// released, so a claim of it from then on sees it free); one that is
+    /// not was also freed by the owner in the same instant (see
+    /// [`Self::free`]), and `stale` is called with it, a double free.
+    /// Blocks set aside are handled by the caller first
+    /// ([`Self::take_posted_aside`]).
+    ///
+    /// The page stops being announced before its words are read: a thread
+    /// posting after the read finds it unannounced and pushes it again
+    /// (SeqCst on both sides). A pending bit without its posted bit after
+    /// the read is a claim still deciding, or posted after the read:
+    /// `undecided` tells the caller to announce the page again.
     ///
     /// # Safety
-    /// As for [`Self::free`].
-    pub unsafe fn take_back(&self, p: *mut u8) -> Result<bool, BadBlock> {
-        let Some(index) = self.index(p as usize) else {
-            return Err(BadBlock::Invalid);
-        };
-        let (live, pending, bit) = self.bits(index);
-        if pending.load(Relaxed) & bit == 0 {
-            return Err(BadBlock::Invalid);
+    /// The caller owns the page's heap; the page is assigned.
+    pub unsafe fn take_posted(&self, mut stale: impl FnMut(*mut u8)) -> Taken {
+        self.shape.announced.store(false, SeqCst);
+        let b = self.bitmaps();
+        let (mut blocks, mut undecided) = (0, false);
+        for j in 0..b.words() {
+            let posted = b.posted(j);
+            let pair = b.pair(j);
+            if posted.load(Relaxed) != 0 {
+                let p = posted.swap(0, SeqCst);
+                let live = pair.live.load(Relaxed);
+                let take = p & live;
+                pair.live.store(live & !take, Relaxed);
+                for i in indices(j, take) {
+                    self.link(i);
+                }
+                blocks += take.count_ones();
+                pair.pending.fetch_and(!p, Release);
+                indices(j, p & !live).for_each(|i| stale(self.block(i)));
+            }
+            undecided |= self.claims_in(pair, j) != 0;
         }
-        let w = live.load(Relaxed);
-        if w & bit == 0 {
-            pending.fetch_and(!bit, Release);
-            return Err(BadBlock::DoubleFree);
-        }
-        // The block is free (live bit clear, linked) before the pending bit
-        // goes (Release): a thread claiming it from then on sees it free.
-        live.store(w & !bit, Relaxed);
-        let ended = self.push(p.cast());
-        pending.fetch_and(!bit, Release);
-        Ok(ended)
+        Taken { blocks, undecided }
     }
 
-    /// Whether a block of the page was claimed by another thread and not yet
-    /// taken back. Its link lives in the block, and the owner will follow
-    /// it: the page's memory must stay until then, even if the page looks
-    /// empty (an owner's free racing with a claim of the same block frees it
-    /// locally too; the drain reports that double free). Scans the page's
-    /// pending bits: called only when the page is to be given back.
+    /// Pending bits of word `j` that are claims (not the header's blocks).
+    fn claims_in(&self, pair: &Pair, j: usize) -> usize {
+        pair.pending.load(SeqCst) & !header_bits(self.first() as usize, j)
+    }
+
+    /// Links block `i` on the free list without counting it (the caller
+    /// counts what it took back at once).
+    fn link(&self, i: usize) {
+        let p = self.block(i);
+        // SAFETY: the caller cleared the block's live bit: it is ours.
+        unsafe { block::set_link(p, self.local.head.get() ^ self.local.key.get()) };
+        self.local.head.set(i as u32);
+    }
+
+    /// `n` blocks came back at once (taken back from other threads): true
+    /// when the countdown ended (the page emptied, or was full).
+    pub fn returned(&self, n: u32) -> bool {
+        if n == 0 {
+            return false;
+        }
+        if self.is_full() {
+            return true;
+        }
+        let left = self.local.countdown.load(Relaxed) - n;
+        self.local.countdown.store(left, Relaxed);
+        left == 0
+    }
+
+    /// Whether any block of the page is claimed and not yet taken back. A
+    /// claimed block stays live until then, and its page's bitmaps may still
+    /// be written by the claimer: the page must not be given back, even if
+    /// it looks empty. Called only when the page is to be given back.
     pub fn has_pending(&self) -> bool {
-        let words = self.capacity().div_ceil(usize::BITS as usize);
-        // SAFETY: as in `bits`: the bitmaps of an assigned page, `words`
-        // words of them.
-        let bitmaps = unsafe { &*self.shape.bitmaps.load(Relaxed) };
-        bitmaps[..words].iter().any(|[_, pending]| pending.load(Acquire) != 0)
+        let b = self.bitmaps();
+        self.is_announced() || (0..b.words()).any(|j| self.claims_in(b.pair(j), j) != 0)
     }
 
     /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,
@@ -290,170 +514,293 @@ impl Page {
     /// [`Self::free`]): a block another thread is freeing is still live, and
     /// `realloc`'s free of it is then judged as any free.
     pub fn check_live(&self, p: *mut u8) -> Result<(), BadBlock> {
-        let Some(index) = self.index(p as usize) else {
+        let Some(i) = self.index(p) else {
             return Err(BadBlock::Invalid);
         };
-        let (live, _, bit) = self.bits(index);
-        if live.load(Relaxed) & bit == 0 { Err(self.why_not_live(p)) } else { Ok(()) }
+        if i < self.first() as usize {
+            return Err(BadBlock::Invalid);
+        }
+        if test(self.bitmaps().pair(word(i)).live.load(Acquire), i) { Ok(()) } else { Err(self.why_not_live(i)) }
     }
 
-    /// The block index of the address `p`, if it is a block boundary of this
-    /// page. Offsets are below 2^16 and block sizes below 2^15, so with
+    /// The block index of `p` (a pointer into this page), if it is a block
+    /// boundary. Offsets are below 2^16 and block sizes below 2^15, so with
     /// c = ceil(2^32 / size), `offset * c` holds the quotient in its high
     /// 32 bits and its low 32 bits are below c exactly when the division is
     /// exact (Lemire, Kaser and Kurz, "Faster remainder by direct
     /// computation", 2019; checked for every class and offset by a test).
+    /// Not bounded by the blocks: an index past them, in the page's tail,
+    /// has its bits clear (the bitmaps cover every offset).
     #[inline(always)]
-    fn index(&self, p: usize) -> Option<usize> {
-        // Not bounded by the block area: a boundary in the page's tail (past
-        // the last block) has its live bit clear, never set. A free page has
-        // c = 0, which no product is below.
-        let offset = p.wrapping_sub(self.start());
-        let c = self.shape.reciprocal.load(Relaxed);
-        // Wrapping: for offsets past the page the product is not used.
-        let product = (offset as u64).wrapping_mul(c as u64);
-        (offset < PAGE_SIZE && (product as u32) < c).then_some((product >> 32) as usize)
-    }
-
-    /// The words of block `index`'s live and pending bits, and its bit.
-    #[inline(always)]
-    fn bits(&self, index: usize) -> (&AtomicUsize, &AtomicUsize, usize) {
-        let bits = usize::BITS as usize;
-        // SAFETY: the bitmaps of an assigned page are in its segment's
-        // header; index < blocks per page <= BITMAP_WORDS * bits.
-        let [live, pending] = unsafe { (*self.shape.bitmaps.load(Relaxed)).get_unchecked(index / bits) };
-        (live, pending, 1 << (index % bits))
-    }
-
-    /// Sets the live bit of block `index` if both its live and pending bits
-    /// are clear; false otherwise.
-    #[inline(always)]
-    fn set_live_if_free(&self, index: usize) -> bool {
-        let (word, pending, _) = self.bits(index);
-        let shift = index % usize::BITS as usize;
-        let w = word.load(Relaxed);
-        if ((w | pending.load(Relaxed)) >> shift) & 1 != 0 {
-            return false;
+    fn index(&self, p: *mut u8) -> Option<usize> {
+        let offset = p as usize & (PAGE_SIZE - 1);
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The multiply and the compare from memory: LLVM loads the
+            // relaxed atomic into a register first, one instruction more
+            // on `free`'s path.
+            let mut product = offset;
+            // SAFETY: reads the page's reciprocal (`offset_of!`), an aligned
+            // word, as the relaxed load would; its low half (little-endian)
+            // is the 32-bit value the product's low half is compared with.
+            unsafe {
+                core::arch::asm!(
+                    "imul {x}, [{page} + {c}]",
+                    x = inout(reg) product,
+                    page = in(reg) self,
+                    c = const core::mem::offset_of!(Page, shape.reciprocal),
+                    options(pure, readonly, nostack),
+                );
+                core::arch::asm!(
+                    "cmp {x:e}, [{page} + {c}]",
+                    "jae {no}",
+                    x = in(reg) product,
+                    page = in(reg) self,
+                    c = const core::mem::offset_of!(Page, shape.reciprocal),
+                    no = label { return None; },
+                    options(readonly, nostack),
+                );
+            }
+            Some(product >> 32)
         }
-        word.store(w | 1 << shift, Relaxed);
-        true
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let c = self.shape.reciprocal.load(Relaxed);
+            let product = offset as u64 * c;
+            ((product as u32) < c as u32).then_some((product >> 32) as usize)
+        }
     }
 
-    /// [`Self::try_pop`] refused the free list's first block: a live one
-    /// (the link that led to it was overwritten), or one whose pending bit
-    /// is set (another thread's free of it is posted, or is a claim about to
-    /// back out). The latter leaves the free list, counted as in use (the
-    /// page must not look empty, nor full with a block missing, while it is
-    /// aside), and is returned for the caller to set aside. Found again from
-    /// the list, not passed from the fast path: keeping the block or its
-    /// index across it cost `malloc` a stack frame (5 instructions a pair).
+    /// The live and pending words of block `i` (an index an offset in the
+    /// page gives).
+    #[inline(always)]
+    fn pair(&self, i: usize) -> &Pair {
+        // SAFETY: as in `bitmaps`; the bitmaps have a bit for every index an
+        // offset gives, and the caller's index came from one.
+        unsafe { bitmaps::pair(self.shape.pairs.load(Relaxed), word(i)) }
+    }
+
+    #[inline(always)]
+    fn bitmaps(&self) -> Bitmaps {
+        // SAFETY: `assign` stored the page's bitmaps from its heap's arena,
+        // which never unmaps them; a free page keeps its last ones (or
+        // null, with a reciprocal of 0, so that no index is ever computed).
+        unsafe { Bitmaps::new(self.shape.pairs.load(Relaxed), self.shape.words.load(Relaxed) as usize) }
+    }
+
+    /// The address of block `i`: on x86 a multiply and an add from
+    /// memory (LLVM does not fold relaxed atomic loads into arithmetic: it
+    /// loads both fields first, two instructions more on `malloc`'s path).
+    #[inline(always)]
+    fn block(&self, mut i: usize) -> *mut u8 {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        // SAFETY: reads the page's `size` and `base` words (`offset_of!`),
+        // aligned words, as the relaxed loads would.
+        unsafe {
+            core::arch::asm!(
+                "imul {i}, [{page} + {size}]",
+                "add {i}, [{page} + {base}]",
+                i = inout(reg) i,
+                page = in(reg) self,
+                size = const core::mem::offset_of!(Page, shape.size),
+                base = const core::mem::offset_of!(Page, shape.base),
+                options(pure, readonly, nostack),
+            );
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+        {
+            i = self.shape.base.load(Relaxed) + i * self.block_size();
+        }
+        i as *mut u8
+    }
+
+    /// [`Self::pop`] refused the free list's first block: a live one (the
+    /// link that led to it was overwritten: the process aborts), or one
+    /// whose pending bit is set (another thread's free of it is posted, or
+    /// is a claim about to back out). The latter leaves the free list,
+    /// counted as in use (the page must not look empty, nor full with a
+    /// block missing, while it is aside), and is set aside.
     #[cold]
     #[inline(never)]
-    pub fn refuse(&self) -> *mut Block {
-        let block = self.local.free.get();
-        let index = self.index(block as usize).unwrap_or(0);
-        let (live, _, bit) = self.bits(index);
-        if live.load(Relaxed) & bit != 0 {
-            error::corrupted(block.cast(), b"free block overwritten");
+    pub fn refuse(&self) {
+        let i = self.local.head.get() as usize;
+        let live = self.bitmaps().pair(word(i)).live.load(Relaxed);
+        if test(live, i) {
+            error::corrupted(self.block(i), b"free block overwritten");
         }
-        // SAFETY: a block of this page, not live: ours to read.
-        self.local.free.set(unsafe { Block::next(block, Link::Free(self.local.key.get())) });
-        self.local.countdown.set(self.local.countdown.get() + 1);
-        block
+        // SAFETY: a block of this page below `bumped`, not live: ours.
+        self.local.head.set(unsafe { block::link(self.block(i)) } ^ self.local.key.get());
+        self.local.countdown.store(self.local.countdown.load(Relaxed) + 1, Relaxed);
+        self.aside(i);
     }
 
-    /// A block set aside (refused by [`Self::try_pop`], or freed by the
-    /// owner while its pending bit was set: [`Self::free`]'s `Claimed`), once
-    /// its pending bit is clear: the claim that set it was taken back or
-    /// backed out, so the block is free now and goes on the free list:
-    /// `Some` with whether it was live (freed by the owner, not refused) and
-    /// whether the page's countdown ended. `None` while the bit is still
-    /// set: it stays aside. An address that is not a block of the page means
-    /// the caller's list was overwritten: the process aborts.
-    ///
-    /// # Safety
-    /// The caller owns the page's heap and set `block`, a block of this
-    /// page, aside.
-    pub unsafe fn settle(&self, block: *mut Block) -> Option<(bool, bool)> {
-        let Some(index) = self.index(block as usize) else {
-            error::corrupted(block.cast(), b"link of a block set aside overwritten");
-        };
-        let (live, pending, bit) = self.bits(index);
-        if pending.load(Relaxed) & bit != 0 {
-            return None;
+    /// Keeps the block at `p`, whose pending bit is set, off every list of
+    /// the page until the bit clears ([`Self::settle_aside`]): a block
+    /// another thread freed in the same instant as the owner (posted: the
+    /// owner's taking it back clears the bit), or one a claim holds for the
+    /// few instructions until it backs out. The page counts the block as in
+    /// use meanwhile, so the page stays.
+    pub fn set_aside(&self, p: *mut u8) {
+        if let Some(i) = self.index(p) {
+            self.aside(i);
         }
-        let w = live.load(Relaxed);
-        live.store(w & !bit, Relaxed);
-        Some((w & bit != 0, self.push(block)))
     }
 
-    /// The key of the page's free list, for the owner's list of blocks set
-    /// aside, which links through the same word.
-    pub fn key(&self) -> usize {
-        self.local.key.get()
+    fn aside(&self, i: usize) {
+        // SAFETY: the block is ours: live (the owner's free of it is
+        // reported), or refused off the free list; nothing else links it.
+        unsafe { block::set_link(self.block(i), self.local.aside.get() ^ self.local.key.get()) };
+        self.local.aside.set(i as u32);
     }
 
-    /// Sets the live bit of a fresh block (never handed out: both its bits
-    /// are clear).
-    #[inline(always)]
-    fn set_live(&self, index: usize) {
-        let (word, _, _) = self.bits(index);
-        let w = word.load(Relaxed);
-        debug_assert_eq!((w >> (index % usize::BITS as usize)) & 1, 0);
-        word.store(w | 1 << (index % usize::BITS as usize), Relaxed);
+    /// Whether the page has blocks set aside.
+    pub fn has_aside(&self) -> bool {
+        self.local.aside.get() != EMPTY
     }
 
-    /// Why a block boundary whose live bit is clear is not live.
+    /// Whether the block at `p` is set aside.
+    pub fn is_aside(&self, p: *mut u8) -> bool {
+        let Some(i) = self.index(p) else { return false };
+        let mut b = self.local.aside.get();
+        while b != EMPTY && b as usize != i {
+            b = self.next_aside(b);
+        }
+        b != EMPTY
+    }
+
+    /// Takes the blocks set aside that are posted and live off the list:
+    /// [`Self::take_posted`] is about to free them (their owner's free was
+    /// the reported double free; the other thread's is the one that counts).
+    pub fn unaside_posted(&self) {
+        let mut b = self.local.aside.replace(EMPTY);
+        while b != EMPTY {
+            let next = self.next_aside(b);
+            let i = b as usize;
+            let posted = test(self.bitmaps().posted(word(i)).load(Acquire), i);
+            if !(posted && test(self.bitmaps().pair(word(i)).live.load(Relaxed), i)) {
+                self.aside(i);
+            }
+            b = next;
+        }
+    }
+
+    fn next_aside(&self, b: u32) -> u32 {
+        if b >= self.local.bumped.get() {
+            error::corrupted(self.block(b as usize), b"link of a block set aside overwritten");
+        }
+        // SAFETY: set aside blocks are ours, and `b` is one of the page's.
+        unsafe { block::link(self.block(b as usize)) ^ self.local.key.get() }
+    }
+
+    /// Blocks set aside whose pending bit has cleared go back on the free
+    /// list: a block the owner's free set aside (live) is freed now, a
+    /// refused one (free) is only linked. Returns how many went back.
+    pub fn settle_aside(&self) -> u32 {
+        let mut b = self.local.aside.replace(EMPTY);
+        let mut back = 0;
+        while b != EMPTY {
+            let next = self.next_aside(b);
+            let i = b as usize;
+            let pair = self.bitmaps().pair(word(i));
+            if test(pair.pending.load(Acquire), i) {
+                self.aside(i);
+            } else {
+                pair.live.store(pair.live.load(Relaxed) & !mask(i), Relaxed);
+                self.link(i);
+                back += 1;
+            }
+            b = next;
+        }
+        back
+    }
+
+    /// Why the block at `p` (a boundary), whose live bit is clear, is not
+    /// live.
+    pub fn why_not(&self, p: *mut u8) -> BadBlock {
+        self.index(p).map_or(BadBlock::Invalid, |i| self.why_not_live(i))
+    }
+
+    /// Why block `i`, whose live bit is clear, is not live.
     #[cold]
-    fn why_not_live(&self, p: *mut u8) -> BadBlock {
-        if (p as usize) < self.shape.bump.load(Relaxed) { BadBlock::DoubleFree } else { BadBlock::Invalid }
+    fn why_not_live(&self, i: usize) -> BadBlock {
+        if (i as u32) < self.local_bumped() { BadBlock::DoubleFree } else { BadBlock::Invalid }
     }
 
-    fn start(&self) -> usize {
-        self.shape.start.load(Relaxed)
+    /// `bumped`, read by any thread for a report (a race only misnames a
+    /// bad free).
+    fn local_bumped(&self) -> u32 {
+        // SAFETY: an aligned u32 read is single-copy atomic on every target
+        // we build for; a stale value only chooses between two reports.
+        unsafe { core::ptr::read_volatile(self.local.bumped.as_ptr()) }
+    }
+
+    /// The first block outside the segment header (0 but on page 0).
+    pub fn first(&self) -> u32 {
+        self.local.first.get()
+    }
+
+    /// Whether `p` is a block boundary in the segment header.
+    pub fn in_header(&self, p: *mut u8) -> bool {
+        self.index(p).is_some_and(|i| i < self.first() as usize)
     }
 
     /// The block size of this page's class (0 for a free page).
+    #[inline(always)]
     pub fn block_size(&self) -> usize {
-        self.shape.block_size.load(Relaxed) as usize
+        self.shape.size.load(Relaxed)
     }
 
     pub fn class(&self) -> usize {
-        self.local.class.get() as usize
+        self.shape.class.load(Relaxed) as usize
+    }
+
+    /// Allocations made from the page since it was assigned.
+    pub fn allocations(&self) -> u64 {
+        self.local.allocs.get()
     }
 
     /// Blocks handed out and not freed.
     pub fn used(&self) -> usize {
-        if self.local.full.get() { self.capacity() } else { (self.local.countdown.get() - self.slack()) as usize }
+        if self.is_full() {
+            self.blocks()
+        } else {
+            // Saturating: a statistics reader may race the owner.
+            (self.local.countdown.load(Relaxed).saturating_sub(self.slack()) as usize).min(self.blocks())
+        }
+    }
+
+    /// Blocks the page serves.
+    pub fn blocks(&self) -> usize {
+        (self.local.capacity.get() - self.local.first.get()) as usize
     }
 
     /// What the countdown counts beyond the blocks out (not while full).
     fn slack(&self) -> u32 {
-        if self.local.in_ring.get() { RETAINED_SLACK } else { 0 }
+        if self.in_ring() { RETAINED_SLACK } else { 0 }
     }
 
     /// Whether the page is off its class queue because it had no free block.
     pub fn is_full(&self) -> bool {
-        self.local.full.get()
+        self.local.full.load(Relaxed)
     }
 
     /// Takes the page off its queue as full: the next free that reaches it
     /// ends the countdown.
     pub fn set_full(&self) {
-        debug_assert_eq!(self.used(), self.capacity());
-        self.local.countdown.set(1);
-        self.local.full.set(true);
+        debug_assert_eq!(self.used(), self.blocks());
+        self.local.countdown.store(1, Relaxed);
+        self.local.full.store(true, Relaxed);
     }
 
-    /// The countdown ended on a full page: one block came back.
-    pub fn clear_full(&self) {
-        self.local.countdown.set(self.capacity() as u32 - 1 + self.slack());
-        self.local.full.set(false);
+    /// The countdown ended on a full page: `n` blocks came back.
+    pub fn clear_full(&self, n: u32) {
+        self.local.full.store(false, Relaxed);
+        self.local.countdown.store(self.blocks() as u32 - n + self.slack(), Relaxed);
     }
 
     /// Whether the page sits in its heap's ring of recently emptied pages.
     pub fn in_ring(&self) -> bool {
-        self.local.in_ring.get()
+        self.local.in_ring.load(Relaxed)
     }
 
     /// Puts the page in the ring (when it emptied) or takes it out; in the
@@ -463,9 +810,9 @@ impl Page {
             return;
         }
         let used = self.used();
-        self.local.in_ring.set(in_ring);
-        if !self.local.full.get() {
-            self.local.countdown.set(used as u32 + self.slack());
+        self.local.in_ring.store(in_ring, Relaxed);
+        if !self.is_full() {
+            self.local.countdown.store(used as u32 + self.slack(), Relaxed);
         }
     }
 
@@ -487,188 +834,94 @@ impl Page {
         self.local.next.set(next);
     }
 
-    /// Assigns the page to `class` with blocks from `start` to `area_end`
-    /// (the page's bitmaps are all clear: a page is released only when empty,
-    /// and its pending bits are cleared as its owner takes blocks back).
-    pub(super) fn assign(&self, class: usize, start: usize, area_end: usize, bitmaps: *mut Bitmaps) {
-        let size = class_size(class);
-        self.local.free.set(null_mut());
-        self.local.key.set(super::block::page_key());
-        self.local.countdown.set(0);
-        self.local.full.set(false);
-        self.local.in_ring.set(false);
-        self.local.class.set(class as u8);
-        self.local.next.set(null_mut());
-        self.local.prev.set(null_mut());
-        self.shape.start.store(start, Relaxed);
-        self.shape.bump.store(start, Relaxed);
-        self.local.end.set(start + (area_end - start) / size * size);
-        self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64) as u32, Relaxed);
-        self.shape.bitmaps.store(bitmaps, Relaxed);
-        self.shape.block_size.store(size as u32, Relaxed);
+    /// The link of the heap's list of pages with blocks set aside.
+    pub fn next_aside_page(&self) -> *mut Page {
+        self.local.next_aside.get()
     }
 
-    /// Makes every pointer into the page fail validation (the page is free).
-    pub(super) fn unassign(&self) {
+    pub fn set_next_aside_page(&self, next: *mut Page) {
+        self.local.next_aside.set(next);
+    }
+
+    /// The page's address (0 while it is free).
+    pub fn base(&self) -> usize {
+        self.shape.base.load(Relaxed)
+    }
+
+    /// Assigns the page at `base` to `class`, with `bitmaps` (zero, from the
+    /// heap's arena, [`bitmaps::bytes`] of the class) and its first `first`
+    /// blocks in the segment header.
+    pub(super) fn assign(&self, class: usize, base: usize, first: usize, pairs: *mut Pair) {
+        let size = class_size(class);
+        let words = bitmaps::words(size);
+        // SAFETY: the caller's bitmaps are of this class's size.
+        let b = unsafe { Bitmaps::new(pairs, words) };
+        // The header's blocks: live and pending for good.
+        for j in (0..words).take_while(|&j| header_bits(first, j) != 0) {
+            b.pair(j).live.store(header_bits(first, j), Relaxed);
+            b.pair(j).pending.store(header_bits(first, j), Relaxed);
+        }
+        let capacity = PAGE_SIZE / size;
+        self.local.head.set(EMPTY);
+        self.local.bumped.set(first as u32);
+        self.local.key.set(block::page_key());
+        self.local.countdown.store(0, Relaxed);
+        self.local.allocs.reset();
+        self.local.capacity.set(capacity as u32);
+        self.local.first.set(first as u32);
+        self.local.aside.set(EMPTY);
+        self.local.full.store(false, Relaxed);
+        self.local.in_ring.store(false, Relaxed);
+        self.local.next.set(null_mut());
+        self.local.prev.set(null_mut());
+        self.local.next_aside.set(null_mut());
+        self.shape.base.store(base, Relaxed);
+        self.shape.pairs.store(pairs, Relaxed);
+        self.shape.words.store(words as u32, Relaxed);
+        self.shape.size.store(size, Relaxed);
+        self.shape.class.store(class as u8, Relaxed);
+        self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64), Relaxed);
+        // Release: a claim that reads the new generation reads the fields.
+        self.shape.generation.fetch_add(1, Release);
+    }
+
+    /// Makes every pointer into the page fail validation (the page is
+    /// free), and returns its bitmaps, all zero again, for the heap's arena.
+    pub(super) fn unassign(&self) -> (*mut Pair, usize) {
         self.shape.reciprocal.store(0, Relaxed);
-        self.shape.block_size.store(0, Relaxed);
-        self.shape.bump.store(0, Relaxed);
+        self.shape.size.store(0, Relaxed);
+        // SeqCst: a claim that set a pending bit in these bitmaps after
+        // this sees the generation change and backs out.
+        self.shape.generation.fetch_add(1, SeqCst);
+        let b = self.bitmaps();
+        let first = self.first() as usize;
+        for j in 0..b.words() {
+            if header_bits(first, j) != 0 {
+                b.pair(j).live.store(0, Relaxed);
+                b.pair(j).pending.store(0, Relaxed);
+            }
+            debug_assert_eq!(b.pair(j).live.load(Relaxed), 0);
+            debug_assert_eq!(b.posted(j).load(Relaxed), 0);
+        }
+        self.shape.base.store(0, Relaxed);
+        (self.shape.pairs.load(Relaxed), bitmaps::bytes(class_size(self.class())))
     }
 
     /// Secure mode: the fresh blocks go on the free list in the order of
-    /// `order` (block indices), none of them live yet.
+    /// `order` (block indices from `first`), none of them live yet.
     pub(super) fn push_fresh(&self, order: impl Iterator<Item = usize>) {
-        let (start, size) = (self.start(), self.block_size());
         for i in order {
-            let block = (start + i * size) as *mut Block;
-            // SAFETY: the block lies in this fresh page, which no one uses yet.
-            unsafe { Block::link(block, Link::Free(self.local.key.get()), self.local.free.get()) };
-            self.local.free.set(block);
+            self.link(i);
         }
-        self.shape.bump.store(self.local.end.get(), Relaxed);
-    }
-
-    /// Blocks of the page's class that fit its area.
-    pub fn capacity(&self) -> usize {
-        (self.local.end.get() - self.start()) / self.block_size()
+        self.local.bumped.set(self.local.capacity.get());
     }
 }
 
-/// Asks for the next block's line ahead of the allocation that will pop it
-/// (an invalid address is harmless: a prefetch never faults).
-#[inline(always)]
-fn prefetch(p: *const Block) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch has no architectural effect.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch(p.cast(), core::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(target_arch = "x86")]
-    // SAFETY: as above (every i686 target has SSE).
-    unsafe {
-        core::arch::x86::_mm_prefetch(p.cast(), core::arch::x86::_MM_HINT_T0)
-    };
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
-    let _ = p;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::small::segment::SmallSegment;
-    use crate::small::size_class::{class_of, classes};
-
-    /// The owner's free and another thread's claim of block `a` in the same
-    /// instant, as they interleave: the owner reads the pending bit clear,
-    /// the other thread claims the block and chains it (to `chained`), then
-    /// the owner clears the live bit and links the block on its free list.
-    fn race(page: &Page, a: *mut u8, chained: *mut u8) {
-        let posted = page.claim_foreign(a).unwrap();
-        // SAFETY: the claim made the block the caller's to chain.
-        unsafe { Block::link(posted, Link::Posted, chained.cast()) };
-        let (live, _, bit) = page.bits(page.index(a as usize).unwrap());
-        live.fetch_and(!bit, Relaxed);
-        page.push(a.cast());
-        // SAFETY: the block is of the page; both links are ours to read.
-        let chain = unsafe { Block::next(a.cast(), Link::Posted) };
-        assert_eq!(chain, chained.cast(), "the posted chain is whole");
-    }
-
-    #[test]
-    fn a_block_freed_by_its_owner_and_another_thread_at_once_has_one_owner() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test, until retired below.
-        let s = unsafe { seg.as_ref() };
-        for drain_first in [true, false] {
-            let page = s.take_page(class_of(48));
-            let (a, b) = (page.pop(), page.pop());
-            race(page, a, b);
-            // SAFETY: the test owns the page; the blocks lie in it.
-            unsafe {
-                if drain_first {
-                    assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
-                } else {
-                    let Popped::Refused = page.try_pop() else {
-                        panic!("a block in a posted chain is handed out");
-                    };
-                    let refused = page.refuse();
-                    assert_eq!(refused, a.cast());
-                    assert_eq!(page.used(), 2, "a block set aside counts as in use");
-                    assert_eq!(page.settle(refused), None, "aside while its free is posted");
-                    assert_eq!(page.take_back(a), Err(BadBlock::DoubleFree));
-                    assert_eq!(page.settle(refused), Some((false, false)), "back on the free list");
-                }
-                let c = page.pop();
-                assert_eq!(c, a, "on the free list, once");
-                let d = page.pop();
-                assert_ne!(d, a, "nor handed out twice");
-                assert_eq!(page.free(b), Ok(false));
-                assert_eq!(page.free(c), Ok(false));
-                assert_eq!(page.free(d), Ok(true), "the page is empty");
-            }
-            assert!(!page.has_pending());
-            // SAFETY: the page is empty.
-            unsafe { s.release_page(page) };
-        }
-        assert!(s.is_unused());
-        // SAFETY: nothing uses the segment any more.
-        unsafe { SmallSegment::retire(seg) };
-    }
-
-    /// A claim that read block `a` live before the owner's free of it sets
-    /// the pending bit, then sees the block free and backs out. Meanwhile
-    /// the owner may hand `a` out and free it again (its free finds the bit
-    /// set: `Claimed`), or meet it on its free list (refused). Either way
-    /// the block is set aside, and freed once the bit is clear: no valid
-    /// free is lost, no block goes missing.
-    #[test]
-    fn a_claim_backing_out_loses_no_block() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test, until retired below.
-        let s = unsafe { seg.as_ref() };
-        let page = s.take_page(class_of(48));
-        let a = page.pop();
-        let (_, pending, bit) = page.bits(page.index(a as usize).unwrap());
-        // SAFETY: the test owns the page; `a` lies in it.
-        unsafe {
-            // The owner's free while the claim holds the bit.
-            pending.fetch_or(bit, Relaxed);
-            assert_eq!(page.free(a), Err(BadBlock::Claimed));
-            assert_eq!(page.used(), 1, "still live");
-            assert_eq!(page.settle(a.cast()), None);
-            pending.fetch_and(!bit, Relaxed);
-            assert_eq!(page.settle(a.cast()), Some((true, true)), "freed: the page is empty");
-            assert_eq!(page.used(), 0);
-
-            // The owner's allocation while the claim holds the bit.
-            assert_eq!(page.pop(), a, "on the free list");
-            assert_eq!(page.free(a), Ok(true));
-            pending.fetch_or(bit, Relaxed);
-            let Popped::Refused = page.try_pop() else { panic!("a pending block handed out") };
-            let refused = page.refuse();
-            assert_eq!(refused, a.cast());
-            assert_eq!(page.used(), 1, "counted while aside");
-            pending.fetch_and(!bit, Relaxed);
-            assert_eq!(page.settle(refused), Some((false, true)), "back, and the page is empty");
-            assert_eq!(page.pop(), a, "handed out again");
-            assert_eq!(page.free(a), Ok(true));
-        }
-        // SAFETY: the page is empty.
-        unsafe { s.release_page(page) };
-        // SAFETY: nothing uses the segment any more.
-        unsafe { SmallSegment::retire(seg) };
-    }
-
-    #[test]
-    fn one_multiply_gives_index_and_exactness() {
-        for class in classes() {
-            let size = class_size(class) as u64;
-            let c = (1u64 << 32).div_ceil(size);
-            for offset in 0..PAGE_SIZE as u64 {
-                let product = offset * c;
-                assert_eq!(product >> 32, offset / size, "size {size} offset {offset}");
-                assert_eq!((product as u32 as u64) < c, offset % size == 0, "size {size} offset {offset}");
-            }
-        }
+/// The bits of word `j` that belong to blocks `0..first` (the segment
+/// header's, on page 0).
+fn header_bits(first: usize, j: usize) -> usize {
+    match first.saturating_sub(j * BITS) {
+        n if n >= BITS => usize::MAX,
+        n => (1 << n) - 1,
     }
 }

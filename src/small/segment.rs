@@ -1,25 +1,31 @@
 //! Small segments: a segment cut into [`PAGE_SIZE`] pages, each serving one
 //! size class; its header holds every page's descriptor, so the metadata never
-//! sits in the blocks themselves.
+//! sits in the blocks themselves (the bitmaps are in the heap's
+//! [`super::arena`]).
 //!
 //! ```text
 //!  small segment (SEGMENT_SIZE, aligned)
-//!  +--------+--------------+--------------+-----+--------------+
-//!  | header | page 0 blocks| page 1 blocks| ... | page N blocks|
-//!  +--------+--------------+--------------+-----+--------------+
-//!   descriptors for pages 0..N live in the header
+//!  +--------+-------------+--------------+-----+--------------+
+//!  | header | page 0 ...  | page 1 blocks| ... | page N blocks|
+//!  +--------+-------------+--------------+-----+--------------+
+//!  page 0's blocks start at the segment, like every page's: those that
+//!  overlap the header are never handed out (see `Page::first`)
 //! ```
 
-use super::page::{Bitmaps, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SEGMENT, Page};
-use super::size_class::MAX_SMALL;
+use super::arena::Arena;
+use super::bitmaps;
+use super::page::{PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SEGMENT, Page};
+use super::size_class::{MAX_SMALL, class_size};
 use crate::diag::options;
 use crate::os::{self, OS_PAGE};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
+use crate::sys::lock::SpinLock;
 // Points up: a segment records the heap that owns its pages, which remote
 // frees and validation read; the heap itself lives in the thread layer.
 use crate::thread::heap::Heap;
 use core::cell::Cell;
-use core::ptr::NonNull;
+use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 /// The header of a small segment.
 #[repr(C)]
@@ -28,72 +34,129 @@ pub struct SmallSegment {
     /// The heap whose pages these are; fixed for the segment's life (a heap
     /// outlives its thread: another thread adopts it).
     pub heap: *const Heap,
-    /// Bit i set: page i is free.
-    free_pages: Cell<u64>,
+    /// Bit i set: page i is free (read by the statistics).
+    free_pages: AtomicU64,
     /// Bit i set: assigned page i became empty since it was assigned, and
     /// may still be (see [`Self::is_empty`]).
     emptied: Cell<u64>,
     /// Neighbours in the heap's list of segments that have free pages.
     pub next: Cell<*mut SmallSegment>,
     pub prev: Cell<*mut SmallSegment>,
+    /// Neighbours in the list of every small segment (under [`REGISTRY`]).
+    all_next: AtomicPtr<SmallSegment>,
+    all_prev: AtomicPtr<SmallSegment>,
     pages: [Page; PAGES_PER_SEGMENT],
-    /// Each page's live and pending bitmaps (see [`crate::small::page`]): out
-    /// of line, so that `free` reads no block; only the bitmaps of pages in
-    /// use become resident (an OS page of them covers 8 pages).
-    bitmaps: [Bitmaps; PAGES_PER_SEGMENT],
 }
 
-/// Bytes before the first block: the header, rounded to the OS page so that
-/// purging a page never touches it. On x86_64 it is 76 KiB (64 descriptors
-/// of 128 bytes and two bitmaps of 512 bytes a page), so page 0 holds no
-/// blocks and page 1 starts past the header; on i686, 40 KiB in page 0.
-const HEADER_SIZE: usize = (size_of::<SmallSegment>() + OS_PAGE - 1) & !(OS_PAGE - 1);
-/// The page the header ends in: the first that holds blocks.
-const FIRST_PAGE: usize = HEADER_SIZE / PAGE_SIZE;
+/// Bytes before page 0's first block can start: the header (128 bytes of
+/// fields, then a descriptor of 128 bytes a page: 8.1 KiB on x86_64, 4.1 KiB
+/// on i686, 0.2 % of a segment).
+const HEADER_SIZE: usize = size_of::<SmallSegment>();
+/// The header's OS pages: what a tombstone keeps mapped.
+const HEADER_PAGES: usize = HEADER_SIZE.next_multiple_of(OS_PAGE);
 const _: () = assert!(
-    HEADER_SIZE + OS_PAGE + MAX_SMALL <= (FIRST_PAGE + 1) * PAGE_SIZE,
-    "the first page must hold a block of every class, past a guard page"
+    HEADER_PAGES + OS_PAGE + MAX_SMALL <= PAGE_SIZE,
+    "page 0 must hold a block of every class, past a guard page"
 );
 const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
-/// The pages that hold blocks.
-const USABLE_PAGES: u64 = ALL_PAGES & !((1 << FIRST_PAGE) - 1);
+
+/// Every small segment, for the statistics, which read their pages'
+/// counters: a segment leaves the list (under the lock) before it is
+/// retired, so a reader holding the lock reads mapped headers only.
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry(null_mut()));
+
+struct Registry(*mut SmallSegment);
+
+// SAFETY: the list is only reached through its lock.
+unsafe impl Send for Registry {}
 
 impl SmallSegment {
     /// Maps a segment whose pages will belong to `heap`.
     pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
-        let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE, HEADER_SIZE)
+        let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE, HEADER_PAGES)
             .or_else(|| segment::create(Kind::Small, SEGMENT_SIZE))?
             .cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
         // is a valid `Page` (a free page with null links). The guard page
-        // lies between the header and page 0's first block.
+        // follows the header.
         unsafe {
             let s = &mut *seg.as_ptr();
             s.heap = heap;
-            s.free_pages.set(USABLE_PAGES);
+            s.free_pages.store(ALL_PAGES, Relaxed);
             if options::secure() {
-                os::protect(seg.as_ptr().cast::<u8>().add(HEADER_SIZE), OS_PAGE);
+                os::protect(seg.as_ptr().cast::<u8>().add(HEADER_PAGES), OS_PAGE);
             }
         }
+        let mut all = REGISTRY.lock();
+        // SAFETY: the segment is ours; the list's segments are live.
+        unsafe {
+            (*seg.as_ptr()).all_next.store(all.0, Relaxed);
+            if !all.0.is_null() {
+                (*all.0).all_prev.store(seg.as_ptr(), Relaxed);
+            }
+        }
+        all.0 = seg.as_ptr();
         Some(seg)
     }
 
     /// Gives an empty segment back to the system, but for its header, kept
-    /// as a tombstone (see [`segment::tombstones`]) with the bitmaps purged:
-    /// a free that found the segment in the map a moment before reads a
-    /// mapped header and no live block.
+    /// as a tombstone (see [`segment::tombstones`]): a free that found the
+    /// segment in the map a moment before reads a mapped header and no live
+    /// block (every page is free). The header's OS pages but the first
+    /// (the descriptors of free pages, which read the same when zero) are
+    /// purged first: once listed, a tombstone may be revived at any time.
     ///
     /// # Safety
-    /// `seg` holds no live block, is in no list, and nothing refers to it.
+    /// `seg` holds no live block, is in no list of its heap, and nothing
+    /// refers to it.
     pub unsafe fn retire(seg: NonNull<SmallSegment>) {
-        let base = seg.as_ptr() as usize;
-        let from = (base + core::mem::offset_of!(SmallSegment, bitmaps)).next_multiple_of(OS_PAGE);
-        // SAFETY: the bitmaps of an empty segment say no block is live, and
-        // zero says the same; whole OS pages from `from` are bitmaps only.
-        unsafe {
-            os::purge(from as *mut u8, base + HEADER_SIZE - from);
-            segment::tombstones::retire(seg.cast(), HEADER_SIZE);
+        let s = seg.as_ptr();
+        {
+            let mut all = REGISTRY.lock();
+            // SAFETY: the segment and its neighbours are live and listed.
+            unsafe {
+                let (prev, next) = ((*s).all_prev.load(Relaxed), (*s).all_next.load(Relaxed));
+                if prev.is_null() {
+                    all.0 = next;
+                } else {
+                    (*prev).all_next.store(next, Relaxed);
+                }
+                if !next.is_null() {
+                    (*next).all_prev.store(prev, Relaxed);
+                }
+            }
         }
+        // SAFETY: per the contract; the header's bytes are ours.
+        unsafe {
+            os::purge(s.cast::<u8>().add(OS_PAGE), HEADER_PAGES - OS_PAGE);
+            segment::tombstones::retire(seg.cast(), HEADER_PAGES);
+        }
+    }
+
+    /// Calls `f` on every assigned page of every small segment (for the
+    /// statistics: the page's counters and class are atomics; the rest may
+    /// change meanwhile).
+    pub fn for_each_page(mut f: impl FnMut(&Page)) {
+        let all = REGISTRY.lock();
+        let mut s = all.0;
+        while !s.is_null() {
+            // SAFETY: listed segments are mapped while the lock is held.
+            let seg = unsafe { &*s };
+            seg.assigned().for_each(|(_, p)| f(p));
+            s = seg.all_next.load(Relaxed);
+        }
+    }
+
+    /// Holds the registry's lock across `fork` (see `crate::api::fork`).
+    pub fn lock_for_fork() {
+        REGISTRY.lock_forever();
+    }
+
+    /// # Safety
+    /// After [`Self::lock_for_fork`], in the parent or the child.
+    pub unsafe fn unlock_after_fork() {
+        // SAFETY: per the contract.
+        unsafe { REGISTRY.force_unlock() };
     }
 
     /// The small segment and page descriptor that `p` points into.
@@ -110,11 +173,11 @@ impl SmallSegment {
     }
 
     pub fn has_free_page(&self) -> bool {
-        self.free_pages.get() != 0
+        self.free_pages.load(Relaxed) != 0
     }
 
     pub fn is_unused(&self) -> bool {
-        self.free_pages.get() == USABLE_PAGES
+        self.free_pages.load(Relaxed) == ALL_PAGES
     }
 
     /// The pages assigned to a class (empty or not).
@@ -124,7 +187,7 @@ impl SmallSegment {
 
     /// The same with their indexes.
     fn assigned(&self) -> impl Iterator<Item = (usize, &Page)> + '_ {
-        let assigned = !self.free_pages.get() & USABLE_PAGES;
+        let assigned = !self.free_pages.load(Relaxed) & ALL_PAGES;
         self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0)
     }
 
@@ -143,7 +206,7 @@ impl SmallSegment {
     /// found in use lose the bit unless they are in the ring.
     pub fn is_empty(&self) -> bool {
         let emptied = self.emptied.get();
-        if !self.free_pages.get() & USABLE_PAGES & !emptied != 0 {
+        if !self.free_pages.load(Relaxed) & ALL_PAGES & !emptied != 0 {
             return false;
         }
         let (mut in_use, mut stale) = (false, 0);
@@ -164,198 +227,61 @@ impl SmallSegment {
     }
 
     /// Takes a free page (the lowest, to keep the used part of the segment
-    /// compact) and assigns it to `class`.
-    pub fn take_page(&self, class: usize) -> &Page {
+    /// compact) and assigns it to `class`, with bitmaps from `arena`; None
+    /// when no memory is left for them.
+    pub fn take_page(&self, class: usize, arena: &mut Arena) -> Option<&Page> {
         debug_assert!(self.has_free_page());
-        let index = self.free_pages.get().trailing_zeros() as usize;
-        self.free_pages.set(self.free_pages.get() & !(1 << index));
-        let (start, end) = self.page_area(index);
+        let pairs = arena.alloc(bitmaps::bytes(class_size(class)));
+        if pairs.is_null() {
+            return None;
+        }
+        let index = self.free_pages.load(Relaxed).trailing_zeros() as usize;
+        self.free_pages.fetch_and(!(1 << index), Relaxed);
         let page = &self.pages[index];
-        page.assign(class, start, end, (&raw const self.bitmaps[index]).cast_mut());
+        let base = self as *const Self as usize + index * PAGE_SIZE;
+        let first = if index == 0 { Self::first_block_offset().div_ceil(class_size(class)) } else { 0 };
+        page.assign(class, base, first, pairs.cast());
         if options::secure() {
             page.shuffle();
         }
-        page
+        Some(page)
     }
 
-    /// Returns an empty page to the segment and gives its memory back to the
-    /// system; the addresses stay, and read zero when reused.
+    /// Where page 0's first usable block may start: past the header (and
+    /// the guard page in secure mode).
+    fn first_block_offset() -> usize {
+        if options::secure() { HEADER_PAGES + OS_PAGE } else { HEADER_SIZE }
+    }
+
+    /// Returns an empty page to the segment and its bitmaps to `arena`, and
+    /// gives its memory back to the system; the addresses stay, and read
+    /// zero when reused.
     ///
     /// # Safety
-    /// `page` is a page of this segment with no live block and in no list.
-    pub unsafe fn release_page(&self, page: &Page) {
-        let index = self.index_of(page);
-        page.unassign();
-        self.emptied.set(self.emptied.get() & !(1 << index));
-        let (start, end) = self.page_area(index);
-        // SAFETY: the page's blocks are all free, and `start` is OS-page
-        // aligned (the header size is rounded), so no header byte is purged.
+    /// `page` is a page of this segment with no live or pending block and in
+    /// no list; `arena` is its heap's.
+    pub unsafe fn release_page(&self, page: &Page, arena: &mut Arena) {
+        // SAFETY: per the contract.
+        let (start, end) = unsafe { self.free_page(page, arena) };
+        // SAFETY: the page's blocks are all free, and the range is past the
+        // header's OS pages.
         unsafe { os::purge(start as *mut u8, end - start) };
-        self.free_pages.set(self.free_pages.get() | 1 << index);
     }
 
-    /// The block area of page `index`.
-    fn page_area(&self, index: usize) -> (usize, usize) {
+    /// [`Self::release_page`] without the purge, for a segment about to be
+    /// unmapped whole; the page's block area, past the header's OS pages.
+    ///
+    /// # Safety
+    /// As for [`Self::release_page`].
+    pub unsafe fn free_page(&self, page: &Page, arena: &mut Arena) -> (usize, usize) {
+        let index = self.index_of(page);
+        let (pairs, bytes) = page.unassign();
+        // SAFETY: per the contract the bitmaps are the page's, zero now.
+        unsafe { arena.free(pairs.cast(), bytes) };
+        self.emptied.set(self.emptied.get() & !(1 << index));
+        self.free_pages.fetch_or(1 << index, Relaxed);
         let base = self as *const Self as usize + index * PAGE_SIZE;
-        let guard = if options::secure() { OS_PAGE } else { 0 };
-        let start = if index == FIRST_PAGE { self as *const Self as usize + HEADER_SIZE + guard } else { base };
+        let start = if index == 0 { base + Self::first_block_offset().next_multiple_of(OS_PAGE) } else { base };
         (start, base + PAGE_SIZE)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diag::error::BadBlock;
-    use crate::small::size_class::class_of;
-    use core::ptr::null_mut;
-
-    #[test]
-    fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test, until destroyed below.
-        let s = unsafe { seg.as_ref() };
-        let page = s.take_page(class_of(48));
-        let a = page.pop();
-        let b = page.pop();
-        assert_eq!(b as usize - a as usize, 48);
-        assert_eq!(page.check_live(a), Ok(()));
-        // SAFETY: `a + 8` is inside a live block.
-        assert_eq!(page.claim_foreign(unsafe { a.add(8) }), Err(BadBlock::Invalid));
-        assert_eq!(page.claim_foreign((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
-        // SAFETY: the test owns the page; the pointers lie in it.
-        unsafe {
-            assert_eq!(page.free((b as usize + 48) as *mut u8), Err(BadBlock::Invalid), "never handed out");
-            assert_eq!(page.free(a.add(8)), Err(BadBlock::Invalid));
-            assert_eq!(page.free(a), Ok(false));
-            assert_eq!(page.free(a), Err(BadBlock::DoubleFree));
-        }
-        assert_eq!(page.claim_foreign(a), Err(BadBlock::DoubleFree), "freed by the owner already");
-        assert_eq!(page.check_live(a), Err(BadBlock::DoubleFree));
-        assert_eq!(page.pop(), a, "freed blocks are reused first");
-        assert_eq!(page.check_live(a), Ok(()));
-
-        // Another thread frees `b`: claimed once, then a double free for any
-        // other thread until the owner takes it back; the owner's own free
-        // waits for the claim's fate (`Claimed`), and the block stays live.
-        assert_eq!(page.claim_foreign(b), Ok(b.cast()));
-        assert_eq!(page.claim_foreign(b), Err(BadBlock::DoubleFree));
-        assert_eq!(page.check_live(b), Ok(()));
-        // SAFETY: as above.
-        unsafe {
-            assert_eq!(page.free(b), Err(BadBlock::Claimed));
-            assert_eq!(page.take_back(b), Ok(false));
-            assert_eq!(page.take_back(b), Err(BadBlock::Invalid), "not claimed again");
-            assert_eq!(page.take_back(a), Err(BadBlock::Invalid), "never claimed");
-            assert_eq!(page.free(a), Ok(true), "the page became empty");
-            s.release_page(page);
-        }
-        assert!(s.is_unused());
-        // SAFETY: nothing uses the segment any more.
-        unsafe { SmallSegment::retire(seg) };
-    }
-
-    #[test]
-    fn a_late_free_reads_the_mapped_header_of_a_retired_segment() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test until retired; after
-        // that only what a late free reads is read.
-        unsafe {
-            let page = seg.as_ref().take_page(class_of(48));
-            let a = page.pop();
-            assert_eq!(page.free(a), Ok(true));
-            SmallSegment::retire(seg);
-            // A free that passed the map test before the retirement goes on
-            // to read the header, the page descriptor and the bitmaps: all
-            // mapped (this faulted when the whole segment was unmapped), and
-            // no block is live.
-            let (s, page) = SmallSegment::page_of(a);
-            assert_eq!(s, seg.as_ptr());
-            assert!((*s).heap.is_null());
-            assert!((*page).claim_foreign(a).is_err());
-        }
-        // The next segment may take the tombstone's addresses again.
-        let next = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the new segment is empty and ours.
-        unsafe { SmallSegment::retire(next) };
-    }
-
-    #[test]
-    fn empty_only_when_every_page_emptied_and_still_is() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test, until destroyed below.
-        let s = unsafe { seg.as_ref() };
-        let (a, b) = (s.take_page(class_of(64)), s.take_page(class_of(64)));
-        let (x, y) = (a.pop(), b.pop());
-        // SAFETY: the test owns the pages; the blocks are live.
-        unsafe {
-            assert_eq!(a.free(x), Ok(true));
-            s.note_emptied(a);
-            assert!(!s.is_empty(), "page b holds a block");
-            assert_eq!(b.free(y), Ok(true));
-            s.note_emptied(b);
-            assert!(s.is_empty());
-            // Allocated from again: the bit stays, the scan sees the block.
-            let z = a.pop();
-            assert!(!s.is_empty());
-            assert_eq!(s.emptied.get() & (1 << s.index_of(a)), 0, "found in use, bit cleared");
-            assert_eq!(a.free(z), Ok(true));
-            s.note_emptied(a);
-            assert!(s.is_empty());
-            s.release_page(a);
-            s.release_page(b);
-            assert_eq!(s.emptied.get(), 0);
-            SmallSegment::retire(seg);
-        }
-    }
-
-    #[test]
-    fn a_page_in_the_ring_empties_silently_and_stays_found_empty() {
-        let seg = SmallSegment::create(null_mut()).unwrap();
-        // SAFETY: the segment is ours for the test, until destroyed below.
-        let s = unsafe { seg.as_ref() };
-        let (a, b) = (s.take_page(class_of(64)), s.take_page(class_of(64)));
-        let y = b.pop();
-        // SAFETY: the test owns the pages; the blocks are live.
-        unsafe {
-            let x = a.pop();
-            assert_eq!(a.free(x), Ok(true), "first emptying ends the countdown");
-            s.note_emptied(a);
-            a.set_in_ring(true);
-            let (x, z) = (a.pop(), a.pop());
-            assert_eq!(a.used(), 2);
-            assert!(!s.is_empty());
-            assert_eq!(a.free(x), Ok(false));
-            assert_eq!(a.free(z), Ok(false), "in the ring: emptying again is silent");
-            assert_eq!(a.used(), 0);
-            assert_eq!(b.free(y), Ok(true));
-            s.note_emptied(b);
-            assert!(s.is_empty(), "a kept its bit while found in use in the ring");
-            // Out of the ring, the count is plain again: the next emptying
-            // is reported.
-            let x = a.pop();
-            a.set_in_ring(false);
-            assert_eq!(a.used(), 1);
-            assert_eq!(a.free(x), Ok(true));
-            // A full page in the ring: the free that reaches it ends the
-            // countdown, and its count keeps the ring's slack.
-            a.set_in_ring(true);
-            let blocks: [*mut u8; 1024] = core::array::from_fn(|_| a.pop());
-            let n = blocks.iter().take_while(|p| !p.is_null()).count();
-            assert_eq!(n, a.capacity());
-            a.set_full();
-            assert_eq!(a.free(blocks[0]), Ok(true));
-            a.clear_full();
-            assert_eq!(a.used(), n - 1);
-            for &p in &blocks[1..n - 1] {
-                assert_eq!(a.free(p), Ok(false));
-            }
-            assert_eq!(a.free(blocks[n - 1]), Ok(false));
-            assert_eq!(a.used(), 0);
-            a.set_in_ring(false);
-            s.release_page(a);
-            s.release_page(b);
-            SmallSegment::retire(seg);
-        }
     }
 }

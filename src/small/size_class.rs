@@ -10,13 +10,13 @@
 //! class that is a multiple of 16 yields 16-aligned blocks (pages start on
 //! 4 KiB boundaries), and every class above `FINE_LIMIT` is a multiple of 64.
 
-/// The smallest block: two words on x86_64 (a free-list link and a free
-/// marker), and 16 bytes on i686 too, so that a page's live and pending
-/// bitmaps (a bit per `MIN_BLOCK` of the page, see `crate::small::page`) fit
-/// the segment header with the page descriptors on both targets. On i686 this
-/// gives up the 8-byte class: requests of 1..8 bytes take 16 (test 6 of the
-/// seed draws 1..256 bytes: 0.2% more memory).
-pub const MIN_BLOCK: usize = 16;
+/// The smallest block, on both targets: a free block holds one 32-bit link
+/// (an encoded block index, see `crate::small::block`), and nothing else of
+/// the allocator is ever written into a block; 8 keeps every block 8-aligned.
+/// Requests of 1..8 bytes take 8 (against 16 until the bitmaps moved out of
+/// the segment header: 0.2% of test 6's address space, which draws
+/// 1..256 bytes).
+pub const MIN_BLOCK: usize = 8;
 
 /// Up to here classes are 8 bytes apart: uniform small requests (the seed's
 /// test 6 draws 1..=256) then lose 3.5 bytes on average to rounding (2.7% on
@@ -34,17 +34,61 @@ const STEPS_PER_DOUBLING: usize = 4;
 /// Index of the first coarse class (the one just above `FINE_LIMIT`).
 const FIRST_COARSE: usize = FINE_LIMIT / 8 + 1;
 
-/// Number of class indices (index 0, and on 64-bit index 1, are never used:
-/// requests below `MIN_BLOCK` are rounded up to it).
+/// Number of class indices (index 0 is never used: requests below
+/// `MIN_BLOCK` are rounded up to it).
 pub const NUM_CLASSES: usize =
     FIRST_COARSE + STEPS_PER_DOUBLING * (MAX_SMALL.trailing_zeros() - FINE_LIMIT.trailing_zeros()) as usize;
 
 /// Up to here the class of a request comes from a table (one byte per 8-byte
 /// step, two 129-byte tables: three cache lines each), which spares the
 /// fast path of `malloc` the rounding to 16 bytes and the bit scan of the
-/// coarse classes; most requests of real programs are below 1 KiB.
-const TABLE_LIMIT: usize = 1024;
-const TABLE_LEN: usize = TABLE_LIMIT / 8 + 1;
+/// coarse classes; most requests of real programs are below 1 KiB. Each
+/// heap mirrors the two tables with its current page per entry (see
+/// `crate::thread::tables`), so that `malloc` goes from the size to a page in
+/// one load.
+pub const TABLE_LIMIT: usize = 1024;
+/// Entries of a table: one per 8-byte step, and one for size 0.
+pub const TABLE_LEN: usize = TABLE_LIMIT / 8 + 1;
+
+/// The table entry of a request of `size <= TABLE_LIMIT` bytes.
+#[inline(always)]
+pub const fn table_index(size: usize) -> usize {
+    (size + 7) >> 3
+}
+
+/// Which of the two tables a request uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(usize)]
+pub enum Table {
+    /// Blocks 8-aligned (Rust layouts that ask for no more, `allocate`).
+    Rust = 0,
+    /// Blocks above 8 bytes 16-aligned (C's `malloc`).
+    C = 1,
+}
+
+impl Table {
+    /// The class of a request of `size <= MAX_SMALL` bytes.
+    #[inline(always)]
+    pub fn class_of(self, size: usize) -> usize {
+        match self {
+            Table::Rust => class_of(size),
+            Table::C => c_class_of(size),
+        }
+    }
+
+    /// The entries of this table whose class is `class` (empty above
+    /// [`TABLE_LIMIT`]): a class's entries are consecutive.
+    pub fn entries_of(self, class: usize) -> core::ops::Range<usize> {
+        let table = match self {
+            Table::Rust => &CLASSES,
+            Table::C => &C_CLASSES,
+        };
+        match table.iter().position(|&c| c as usize == class) {
+            Some(first) => first..first + table[first..].iter().take_while(|&&c| c as usize == class).count(),
+            None => 0..0,
+        }
+    }
+}
 
 /// `class_of`, for sizes up to `TABLE_LIMIT` in steps of 8.
 static CLASSES: [u8; TABLE_LEN] = class_table(false);
@@ -153,6 +197,17 @@ mod tests {
             if s > FINE_LIMIT {
                 assert_eq!(s % 64, 0);
             }
+        }
+    }
+
+    #[test]
+    fn each_class_has_consecutive_table_entries() {
+        for table in [Table::Rust, Table::C] {
+            for size in 0..=TABLE_LIMIT {
+                let class = table.class_of(size);
+                assert!(table.entries_of(class).contains(&table_index(size)), "{table:?} size {size}");
+            }
+            assert!(table.entries_of(class_of(TABLE_LIMIT + 1)).is_empty());
         }
     }
 

@@ -1,42 +1,48 @@
 //! Thread heaps. Each thread allocates from its own heap: per size class a
-//! queue of pages with free blocks, the first of which serves the fast path.
+//! queue of pages with free blocks, the first of which serves, reached from
+//! the size through the heap's [`Tables`].
 //!
 //! The types say who touches what. [`Heap`] is what every thread may see: the
-//! [`Inbox`] other threads post freed blocks to (a line of its own), the
-//! statistics counters (written by the owner, read by anyone), and behind an
-//! `UnsafeCell` the owner's [`Local`] state, reached only through an
-//! [`Owner`], which the thread holding the heap's `taken` flag makes.
+//! [`Remote`] part other threads write (the stack of pages they posted
+//! blocks to, and the ownership flag), and the statistics counters (written
+//! by the owner, read by anyone). The tables and the owner's [`Local`]
+//! state are reached only through an [`Owner`], which the thread holding the
+//! heap's `taken` flag makes.
 //!
 //! A heap outlives its thread: at thread exit it is *abandoned* (its empty
 //! pages go back to the system, its live blocks stay) and the next new thread
 //! adopts it whole. While abandoned, a thread that posts blocks to it claims
 //! it for a moment and takes them back, so its memory is reclaimed even if
-//! no thread is ever created again; that costs O(1) a block (emptied pages
-//! go back at once, nothing is scanned).
+//! no thread is ever created again.
+//!
+//! Threads that have no heap yet see [`EMPTY_HEAP`]: its tables send every
+//! allocation and free to the slow path, so the fast paths test nothing.
 
-use super::remote::{Inbox, Outbox};
+use super::remote::Remote;
+use super::tables::Tables;
 use crate::diag::counters::{Countdown, Counter};
 use crate::diag::error::{self, BadBlock, Misuse, Op};
 use crate::diag::options;
-use crate::segment::{self, Kind};
-use crate::small::block::{Block, Link};
-use crate::small::page::{Page, Popped};
+use crate::small::arena::Arena;
+use crate::small::page::{Freed, Page};
 use crate::small::segment::SmallSegment;
-use crate::small::size_class::NUM_CLASSES;
+use crate::small::size_class::{NUM_CLASSES, Table};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::null_mut;
 
 /// How many emptied pages a heap keeps at most before giving the oldest back
 /// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it;
 /// the measurement behind it: `docs/performance.md`, step 5).
-const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
+pub(super) const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
 
 #[repr(C)]
 pub struct Heap {
-    /// Written by other threads.
-    inbox: Inbox,
+    /// Read on every allocation and free; owner only.
+    tables: Tables,
     /// Written by the owner, read by statistics from any thread.
     pub counters: Counters,
+    /// Written by other threads.
+    pub(super) remote: Remote,
     /// Link in the pool of heaps (see `pool`), under the pool lock.
     pub pool_next: Cell<*mut Heap>,
     /// Link in the list of every heap ever made (for statistics), set once
@@ -45,18 +51,18 @@ pub struct Heap {
     local: UnsafeCell<Local>,
 }
 
-/// A heap's statistics, per class (one array per event, so that counting is
-/// one instruction: the class scales by the counter's size).
+/// A heap's statistics. The pages count their own allocations; these are
+/// the heap's, and those of its pages given back, per class.
 pub struct Counters {
-    pub allocations: [Counter; NUM_CLASSES],
-    pub frees: [Counter; NUM_CLASSES],
     /// Bytes until the next heap-profile sample; the requested bytes so far
     /// are `sample_at` minus this (see [`Counters::requested`]).
     pub countdown: Countdown,
     /// The requested bytes at which `countdown` reaches zero.
     pub sample_at: Counter,
-    /// Blocks other threads freed into this heap (counted at drain).
+    /// Blocks other threads freed into this heap (counted when taken back).
     pub remote_frees: Counter,
+    /// Allocations from this heap's pages since given back, per class.
+    pub allocations: [Counter; NUM_CLASSES],
 }
 
 impl Counters {
@@ -67,18 +73,15 @@ impl Counters {
     }
 }
 
-/// How a posted block with a bad link is reported.
-const OVERWRITTEN_POSTED: &[u8] = b"link of a block freed by another thread overwritten";
 /// How long the owner's free of a block whose pending bit is set waits for
 /// a claim that backs out to clear it: such a claim holds the bit for a few
-/// instructions (an atomic `or`, a load, an atomic `and`), some 50 ns; 1,024
-/// spin-loop hints are 10-140 us (a `pause` is 10 to 140 cycles, by
+/// instructions (an atomic `or`, two loads, an atomic `and`), some 50 ns;
+/// 1,024 spin-loop hints are 10-140 us (a `pause` is 10 to 140 cycles, by
 /// microarchitecture). Paid only by a double free.
 const CLAIM_WINDOW_SPINS: usize = 1024;
-/// How a block set aside with a bad link is reported.
-const OVERWRITTEN_ASIDE: &[u8] = b"link of a block set aside (freed by two threads at once) overwritten";
 
-/// What only the owner touches. All zero is a valid empty heap.
+/// What only the owner touches. All zero is a valid empty heap (but for the
+/// tables, see [`Tables::init`]).
 pub struct Local {
     /// Per class, the pages that may have free blocks; the head serves.
     pub(super) queues: [*mut Page; NUM_CLASSES],
@@ -96,12 +99,11 @@ pub struct Local {
     pub(super) spare: *mut SmallSegment,
     /// No thread runs on the heap: emptied pages and segments go back at once.
     pub(super) abandoned: bool,
-    /// Blocks this thread freed into other heaps, not yet posted.
-    pub(super) outbox: Outbox,
-    /// Blocks of this heap set aside while another thread's free of them is
-    /// pending (see [`Owner::set_aside`]), linked through their free-list
-    /// word under their page's key; almost always empty.
-    aside: *mut Block,
+    /// Where the heap's pages keep their bitmaps.
+    pub(super) arena: Arena,
+    /// Pages with blocks set aside (see `aside.rs`), linked through the
+    /// pages; null when none.
+    pub(super) aside_pages: *mut Page,
     /// The generator of sampling intervals (0: not seeded yet).
     rng: u64,
     /// A sample is being taken on this thread: allocations made meanwhile
@@ -116,15 +118,68 @@ pub struct Owner<'h> {
     pub(super) heap: &'h Heap,
 }
 
+/// The heap of threads that have none: the initial value of every thread's
+/// slot (see `slot.rs`).
+pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
+    tables: Tables::empty(),
+    counters: Counters {
+        countdown: Countdown::new(crate::profiler::OFF),
+        sample_at: Counter::new(),
+        remote_frees: Counter::new(),
+        allocations: [const { Counter::new() }; NUM_CLASSES],
+    },
+    remote: Remote::new(),
+    pool_next: Cell::new(null_mut()),
+    all_next: Cell::new(null_mut()),
+    local: UnsafeCell::new(Local::EMPTY),
+});
+
+#[repr(transparent)]
+pub struct EmptyHeap(pub Heap);
+
+// SAFETY: no thread writes the empty heap but for its countdown (one
+// unlocked `sub` to memory per first allocation of a thread, a race that
+// only loses bytes of a count that starts at `profiler::OFF` and is never
+// used): its tables send every allocation and free to the slow path, which
+// finds the thread a heap of its own before it touches anything else.
+unsafe impl Sync for EmptyHeap {}
+
+impl Local {
+    const EMPTY: Local = Local {
+        queues: [null_mut(); NUM_CLASSES],
+        tails: [null_mut(); NUM_CLASSES],
+        segments: null_mut(),
+        ring: [null_mut(); RETAINED_EMPTY_PAGES],
+        ring_next: 0,
+        spare: null_mut(),
+        abandoned: false,
+        arena: Arena::EMPTY,
+        aside_pages: null_mut(),
+        rng: 0,
+        sampling: false,
+    };
+}
+
 impl Heap {
+    /// Makes zeroed memory (a new heap's) an empty heap.
+    pub fn init(&self) {
+        self.tables.init();
+    }
+
+    /// Whether this is [`EMPTY_HEAP`].
+    #[inline(always)]
+    pub fn is_empty_heap(&self) -> bool {
+        core::ptr::eq(self, &EMPTY_HEAP.0)
+    }
+
     /// Claims the heap if nobody owns it.
     pub fn try_take(&self) -> bool {
-        self.inbox.try_take()
+        self.remote.try_take()
     }
 
     /// Whether a thread runs on the heap (or claims it for a moment).
     pub fn is_owned(&self) -> bool {
-        self.inbox.is_taken()
+        self.remote.is_taken()
     }
 
     /// The owner's handle.
@@ -144,15 +199,16 @@ impl Heap {
     /// measured 140 against 138 instructions per malloc/free pair on x86_64,
     /// docs/performance.md step 25).
     #[inline(always)]
-    fn count_down(&self, n: usize) -> bool {
+    pub(super) fn count_down(&self, n: usize) -> bool {
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
         {
             // SAFETY: `heap + at` is this heap's countdown (`offset_of!`), an
             // aligned word (`Countdown` is a transparent `AtomicIsize`). Only
-            // the owner, the calling thread, writes it, so the non-locked
-            // read-modify-write loses nothing; an aligned word access is
-            // single-copy atomic on x86, so the relaxed loads of statistics
-            // readers see the old value or the new, as with an atomic store.
+            // the owner, the calling thread, writes it (but on the empty
+            // heap, see `EmptyHeap`), so the non-locked read-modify-write
+            // loses nothing; an aligned word access is single-copy atomic on
+            // x86, so the relaxed loads of statistics readers see the old
+            // value or the new, as with an atomic store.
             unsafe {
                 core::arch::asm!(
                     "sub [{heap} + {at}], {n}",
@@ -170,39 +226,42 @@ impl Heap {
         self.counters.countdown.take(n)
     }
 
-    /// Publishes a chain of blocks freed by another thread, and if the heap
-    /// has no owner, takes them back on its behalf.
-    ///
-    /// # Safety
-    /// As for [`Inbox::post`].
-    pub unsafe fn post_chain(&self, first: *mut Block, last: *mut Block) {
-        // SAFETY: per the contract.
-        unsafe { self.inbox.post(first, last) };
-        // Pairs with `abandon`: either its final drain sees our chain, or we
-        // see that the heap has no owner and do the drain ourselves.
-        if !self.inbox.is_taken() && self.try_take() {
-            // SAFETY: we hold the heap now.
-            unsafe { self.abandon() };
+    /// Allocates `size <= TABLE_LIMIT` bytes from the page that serves
+    /// them: the fast path of every small allocation. Everything else
+    /// continues in a cold function that finds the heap again (keeping it in
+    /// a register across the fast path would cost a stack frame).
+    #[inline(always)]
+    pub fn alloc(&self, table: Table, size: usize) -> *mut u8 {
+        let page = self.tables.direct(table, size);
+        if self.count_down(size) {
+            return alloc_sampled(size, table);
+        }
+        if !page.has_free() {
+            return alloc_slow(size, table);
+        }
+        match page.pop() {
+            Some(p) => p,
+            None => alloc_refused(size, table),
         }
     }
 
-    /// Gives up ownership: flushes this thread's batches, takes back what
-    /// was posted, returns every empty page, keeps the live blocks for the
-    /// next owner.
+    /// Frees `p` if it is a block of this heap's pages: the fast path of
+    /// every small free. `false` for any other pointer, which the caller
+    /// sends the full way.
     ///
     /// # Safety
-    /// The calling thread holds the heap and has no `Owner` of it alive.
-    pub unsafe fn abandon(&self) {
-        loop {
-            // SAFETY: per the contract (and after `try_take` below).
-            unsafe { self.owner() }.give_back();
-            self.inbox.release();
-            // A chain posted after the drain above, whose poster saw the heap
-            // still owned, must not wait for the next owner.
-            if self.inbox.is_empty() || !self.try_take() {
-                return;
-            }
-        }
+    /// Any pointer may be passed; a live block of this heap must not be used
+    /// afterwards. The calling thread holds the heap (or it is the empty
+    /// heap, whose table holds no page).
+    #[inline(always)]
+    pub unsafe fn free(&self, p: *mut u8) -> bool {
+        let Some(page) = self.tables.page_of(p) else {
+            return false;
+        };
+        // SAFETY: the table says `p` lies in `page`, a page of this heap,
+        // which the calling thread holds.
+        unsafe { free_in(page, p) };
+        true
     }
 
     /// Runs `f` (which takes a sample) with sampling off on this heap.
@@ -219,6 +278,111 @@ impl Heap {
     }
 }
 
+/// Frees `p` into `page`, for the owner.
+///
+/// # Safety
+/// The calling thread holds the heap of `page`, which holds `p`.
+#[inline(always)]
+unsafe fn free_in(page: &Page, p: *mut u8) {
+    // SAFETY: per the contract.
+    match unsafe { page.free(p) } {
+        Freed::Done => {}
+        Freed::Ended => page_event(p, page),
+        Freed::Invalid => bad_free(p, page, BadBlock::Invalid),
+        Freed::NotLive => not_live(p, page),
+        Freed::Claimed => claimed(p, page),
+    }
+}
+
+/// The calling thread's heap, for a cold path that continues a fast one on
+/// it (so not the empty heap).
+///
+/// # Safety
+/// The calling thread's slot holds a heap of its own.
+unsafe fn mine() -> Owner<'static> {
+    // SAFETY: per the contract, the thread holds its heap.
+    unsafe { super::pool::current().owner() }
+}
+
+/// The fast path found no free block in the page that serves a request of
+/// `size` bytes (or the thread has no heap yet). The cold paths take the
+/// size, not the class: finding the class is theirs to do, so that the fast
+/// path keeps nothing but the size for them.
+#[cold]
+#[inline(never)]
+fn alloc_slow(size: usize, table: Table) -> *mut u8 {
+    let heap = super::pool::heap();
+    if heap.is_null() {
+        crate::sys::errno::set_errno(libc::ENOMEM);
+        return null_mut();
+    }
+    // SAFETY: the calling thread holds its heap.
+    unsafe { (*heap).owner() }.alloc_class(table.class_of(size))
+}
+
+/// The countdown of sampled bytes passed zero.
+#[cold]
+#[inline(never)]
+fn alloc_sampled(size: usize, table: Table) -> *mut u8 {
+    let heap = super::pool::current();
+    if heap.is_empty_heap() {
+        return alloc_slow(size, table);
+    }
+    // SAFETY: the calling thread holds its heap.
+    unsafe { heap.owner() }.sampled(table.class_of(size), size)
+}
+
+/// The free list's first block has its pending bit set (or a link was
+/// overwritten: `refuse` aborts then).
+#[cold]
+#[inline(never)]
+fn alloc_refused(size: usize, table: Table) -> *mut u8 {
+    // SAFETY: the fast path popped from this thread's own heap.
+    let mut owner = unsafe { mine() };
+    let class = table.class_of(size);
+    let page = owner.local().queues[class];
+    // SAFETY: the page that refused serves the class: the queue's head.
+    owner.refuse(unsafe { &*page });
+    owner.alloc_class(class)
+}
+
+/// The free of `p` ended the countdown of `page`: it emptied, or was full.
+/// (The cold paths of `free` take the pointer first: it arrives in the
+/// first argument register, where it stays.)
+#[cold]
+#[inline(never)]
+fn page_event(_p: *mut u8, page: &Page) {
+    // SAFETY: the fast path freed into this thread's own heap.
+    unsafe { mine() }.countdown_ended(page, 1);
+}
+
+/// The owner's free of `p` in `page` found a boundary whose block is not
+/// live: a double free, or a block never handed out.
+#[cold]
+#[inline(never)]
+fn not_live(p: *mut u8, page: &Page) {
+    bad_free(p, page, page.why_not(p));
+}
+
+/// The owner's free of `p` in `page` found a live block whose pending bit
+/// is set (or a block in the segment header, whose bits are both set).
+#[cold]
+#[inline(never)]
+fn claimed(p: *mut u8, page: &Page) {
+    if page.in_header(p) {
+        return bad_free(p, page, BadBlock::Invalid);
+    }
+    // SAFETY: the fast path freed into this thread's own heap.
+    unsafe { mine() }.free_claimed(page, p);
+}
+
+/// Reports the owner's free of `p` in `page`, which is not a live block.
+#[cold]
+#[inline(never)]
+fn bad_free(p: *mut u8, page: &Page, bad: BadBlock) {
+    error::report_bad(bad, Op::Free, p, Some(page.block_size()));
+}
+
 impl Owner<'_> {
     /// What only the owner touches.
     #[inline(always)]
@@ -229,81 +393,76 @@ impl Owner<'_> {
         unsafe { &mut *self.heap.local.get() }
     }
 
-    /// Allocates a block of `class` for a request of `size` bytes; null with
-    /// `errno = ENOMEM` when no memory is left.
-    #[inline(always)]
-    pub fn alloc(self, class: usize, size: usize) -> *mut u8 {
-        // Lets the compiler drop the bounds checks below (`class_of` keeps
-        // this); a violated invariant still panics, in the cold path.
-        assert!(class < NUM_CLASSES);
-        // Counted first, so that neither value stays in a register across
-        // the pop (that cost the fast path a stack frame); a failed
-        // allocation takes it back.
-        self.heap.counters.allocations[class].add(1);
+    /// The heap's lookup tables.
+    pub(super) fn tables(&self) -> &Tables {
+        &self.heap.tables
+    }
+
+    /// Allocates a block of `class` (above [`TABLE_LIMIT`], or from a cold
+    /// path) for a request of `size` bytes; null with `errno = ENOMEM` when
+    /// no memory is left.
+    pub fn alloc_counted(self, class: usize, size: usize) -> *mut u8 {
         if self.heap.count_down(size) {
             return self.sampled(class, size);
         }
-        self.pop_or_slow(class)
+        self.alloc_class(class)
     }
 
-    #[inline(always)]
-    fn pop_or_slow(mut self, class: usize) -> *mut u8 {
-        let page = self.local().queues[class];
-        if !page.is_null() {
-            // SAFETY: pages in the queues are live pages of this heap.
-            match unsafe { (*page).try_pop() } {
-                Popped::Block(p) => return p,
-                // SAFETY: as above.
-                Popped::Refused => return unsafe { Owner::pop_again(page) },
-                Popped::Empty => {}
+    /// Allocates a block of `class`, its bytes counted already.
+    fn alloc_class(mut self, class: usize) -> *mut u8 {
+        debug_assert!(class < NUM_CLASSES);
+        loop {
+            let page = self.local().queues[class];
+            if page.is_null() {
+                // A fresh page (its blocks bumped, or on its free list in
+                // secure mode) serves at the queue's head.
+                let Some(page) = self.new_page(class) else {
+                    crate::sys::errno::set_errno(libc::ENOMEM);
+                    return null_mut();
+                };
+                self.link(page);
+                continue;
             }
-        }
-        self.alloc_slow(class)
-    }
-
-    /// The head page of a class refused its first free block (another
-    /// thread's free of it is pending): sets it aside and tries again. The
-    /// heap and the class are found again from the page, not kept in
-    /// registers across the fast path: that cost `malloc` two callee-saved
-    /// registers, 137 -> 143 instructions a pair (docs/performance.md,
-    /// step 29).
-    ///
-    /// # Safety
-    /// The calling thread owns `page`'s heap and has no `Owner` of it alive;
-    /// the page's `try_pop` refused.
-    #[cold]
-    #[inline(never)]
-    unsafe fn pop_again(page: *mut Page) -> *mut u8 {
-        // SAFETY: a page descriptor lies in its segment's header, and its
-        // segment belongs to the caller's heap (per the contract).
-        unsafe {
-            let (seg, _) = SmallSegment::page_of(page.cast());
-            let mut owner = (*(*seg).heap).owner();
-            owner.set_aside(&*page, (*page).refuse());
-            owner.pop_or_slow((*page).class())
+            // SAFETY: pages in the queues are live pages of this heap.
+            let page = unsafe { &*page };
+            if page.has_free() {
+                match page.pop() {
+                    Some(p) => return p,
+                    None => {
+                        self.refuse(page);
+                        continue;
+                    }
+                }
+            }
+            page.check_head();
+            if let Some(p) = page.bump() {
+                return p;
+            }
+            // Every block is out: take back what other threads freed, then
+            // off the queue until one of its blocks comes back.
+            if self.drain_if_any() {
+                continue;
+            }
+            self.unlink(page);
+            page.set_full();
         }
     }
 
     /// The countdown passed zero: start the next interval and, if profiling,
-    /// serve the request as a sample (out of line: the fast path above
-    /// needs no stack frame).
-    #[cold]
-    #[inline(never)]
+    /// serve the request as a sample.
     fn sampled(mut self, class: usize, size: usize) -> *mut u8 {
         if self.rearm() {
             let heap = self.heap;
-            heap.counters.allocations[class].sub(1);
             // SAFETY: this thread holds the heap; `self`, its only `Owner`,
-            // is not used again.
+            // is not used again before it is made anew.
             let p = unsafe { heap.sampling(|| crate::profiler::alloc_sampled(size)) };
             if !p.is_null() {
                 return p;
             }
-            heap.counters.allocations[class].add(1);
             // SAFETY: as above.
             self = unsafe { heap.owner() };
         }
-        self.pop_or_slow(class)
+        self.alloc_class(class)
     }
 
     /// Counts `size` bytes of a request the thread heap does not serve (a
@@ -327,300 +486,72 @@ impl Owner<'_> {
         armed && !self.local().sampling && crate::profiler::enabled()
     }
 
-    /// The head page of the class had no block: post this thread's batches,
-    /// take back what others freed, try the class's other pages, then a fresh
-    /// page. Out of line, so the fast path above needs no stack frame.
-    #[inline(never)]
-    fn alloc_slow(mut self, class: usize) -> *mut u8 {
-        self.local().outbox.flush();
-        self.drain();
-        let p = self.alloc_from_other_pages(class);
-        if p.is_null() {
-            self.heap.counters.allocations[class].sub(1);
-            crate::sys::errno::set_errno(libc::ENOMEM);
-        }
-        p
-    }
-
-    fn alloc_from_other_pages(&mut self, class: usize) -> *mut u8 {
-        loop {
-            let page = self.local().queues[class];
-            if page.is_null() {
-                break;
-            }
-            // SAFETY: as in `alloc`.
-            match unsafe { (*page).try_pop() } {
-                Popped::Block(p) => return p,
-                // SAFETY: as above.
-                Popped::Refused => {
-                    let page = unsafe { &*page };
-                    self.set_aside(page, page.refuse());
-                    continue;
-                }
-                Popped::Empty => {}
-            }
-            // Off the queue until one of its blocks comes back.
-            self.unlink(page);
-            // SAFETY: as above.
-            unsafe { (*page).set_full() };
-        }
-        let Some(page) = self.new_page(class) else {
-            return null_mut();
-        };
-        self.link(page);
-        // SAFETY: a fresh page of a class has room for at least one block,
-        // and none of its blocks is pending.
-        match unsafe { (*page).try_pop() } {
-            Popped::Block(p) => p,
-            _ => unreachable!("a fresh page has a free block"),
-        }
-    }
-
-    /// Frees `p`, which lies in `page`, a page of this heap; a pointer that
-    /// is not a live block is reported and ignored.
+    /// Frees `p`, which lies in `page`, a page of this heap found the long
+    /// way: its table slot holds another page, which the slot now leaves
+    /// for this one (or the page is free, and `p` no block).
     ///
     /// # Safety
     /// `page` is the descriptor of the page of this heap that holds `p`.
-    #[inline(always)]
-    pub unsafe fn free(mut self, page: *mut Page, p: *mut u8) {
-        // SAFETY: per the contract.
-        let (page, result) = unsafe { (&*page, (*page).free(p)) };
-        match result {
-            Ok(ended) => {
-                // SAFETY: page classes are below NUM_CLASSES.
-                unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
-                if ended {
-                    self.countdown_ended(page);
-                }
-            }
-            Err(BadBlock::Claimed) => self.free_claimed(page, p.cast()),
-            Err(bad) => error::report_bad(bad, Op::Free, p, Some(page.block_size())),
+    pub unsafe fn free_found(self, page: &Page, p: *mut u8) {
+        if page.base() != 0 {
+            self.tables().insert(page);
         }
+        // SAFETY: per the contract.
+        unsafe { free_in(page, p) };
     }
 
     /// The owner frees a live block another thread's free of which is
     /// pending (`BadBlock::Claimed`). A claim that will back out clears the
     /// bit within a few instructions: the free waits that out (up to
     /// [`CLAIM_WINDOW_SPINS`]) and then takes effect. A bit still set is a
-    /// claim that stands (posted, or in its thread's batch): this free is
-    /// the double free, reported here, in the call that made it. The block
-    /// is set aside all the same, still live: should the claim back out
-    /// after all (its thread stalled inside those few instructions), the
-    /// drain frees it then, so no block is lost; if the claim is posted,
-    /// the drain frees it once. Freed again meanwhile, it is reported.
-    #[cold]
-    #[inline(never)]
-    fn free_claimed(mut self, page: &Page, block: *mut Block) {
+    /// claim that stands (posted, or about to be): this free is the double
+    /// free, reported here, in the call that made it. The block is set aside
+    /// all the same, still live: should the claim back out after all (its
+    /// thread stalled inside those few instructions), it is freed then, so
+    /// no block is lost; if the claim is posted, taking it back frees it
+    /// once. Freed again meanwhile, it is reported.
+    fn free_claimed(mut self, page: &Page, p: *mut u8) {
         let size = Some(page.block_size());
-        if self.is_aside(block) {
-            return error::report(Misuse::DoubleFree, Op::Free, block.cast(), size);
+        if page.is_aside(p) {
+            return error::report(Misuse::DoubleFree, Op::Free, p, size);
         }
         for _ in 0..CLAIM_WINDOW_SPINS {
             core::hint::spin_loop();
-            // SAFETY: `block` lies in `page`, a page of this heap.
-            match unsafe { page.free(block.cast()) } {
-                Err(BadBlock::Claimed) => {}
-                Ok(ended) => {
-                    // SAFETY: page classes are below NUM_CLASSES.
-                    unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
-                    if ended {
-                        self.countdown_ended(page);
-                    }
-                    return;
-                }
-                Err(bad) => return error::report_bad(bad, Op::Free, block.cast(), size),
+            // SAFETY: `p` lies in `page`, a page of this heap.
+            match unsafe { page.free(p) } {
+                Freed::Claimed => {}
+                Freed::Done => return,
+                Freed::Ended => return self.countdown_ended(page, 1),
+                Freed::Invalid => return bad_free(p, page, BadBlock::Invalid),
+                Freed::NotLive => return not_live(p, page),
             }
         }
-        error::report(Misuse::DoubleFree, Op::Free, block.cast(), size);
-        self.set_aside(page, block);
+        error::report(Misuse::DoubleFree, Op::Free, p, size);
+        self.set_aside(page, p);
     }
 
-    /// Keeps `block` of `page`, which has its pending bit set, off every
-    /// list of the page until the bit clears ([`Self::settle_aside`]): a
-    /// block another thread freed in the same instant as the owner (posted:
-    /// the drain clears the bit), or one a claim holds for the few
-    /// instructions until it backs out. The page counts the block as in use
-    /// meanwhile, so the page stays.
-    fn set_aside(&mut self, page: &Page, block: *mut Block) {
-        // SAFETY: the block is ours: live, or refused off the free list; its
-        // free-list word is unused (a posted chain links through the other).
-        unsafe { Block::link(block, Link::Free(page.key()), self.local().aside) };
-        self.local().aside = block;
-    }
-
-    /// Whether `block` is set aside.
-    fn is_aside(&mut self, block: *mut Block) -> bool {
-        let mut b = self.local().aside;
-        while !b.is_null() {
-            if b == block {
-                return true;
-            }
-            b = self.next_aside(b);
-        }
-        false
-    }
-
-    /// The block after `b` in the list of blocks set aside; the process
-    /// aborts if the link leads out of this heap's pages (it was
-    /// overwritten: a write after free).
-    fn next_aside(&self, b: *mut Block) -> *mut Block {
-        let Some(page) = self.page_of_own(b) else {
-            error::corrupted(b.cast(), OVERWRITTEN_ASIDE);
-        };
-        // SAFETY: `b` was set aside, a block of `page`, ours to read.
-        unsafe { Block::next(b, Link::Free((*page).key())) }
-    }
-
-    /// Takes `block` out of the blocks set aside, if it is there.
-    fn take_aside(&mut self, block: *mut Block) -> bool {
-        let (mut prev, mut b) = (null_mut::<Block>(), self.local().aside);
-        while !b.is_null() && b != block {
-            (prev, b) = (b, self.next_aside(b));
-        }
-        if b.is_null() {
-            return false;
-        }
-        let next = self.next_aside(b);
-        if prev.is_null() {
-            self.local().aside = next;
-        } else {
-            let page = self.page_of_own(prev).unwrap_or_else(|| error::corrupted(prev.cast(), OVERWRITTEN_ASIDE));
-            // SAFETY: `prev` is set aside, a block of `page`.
-            unsafe { Block::link(prev, Link::Free((*page).key()), next) };
-        }
-        true
-    }
-
-    /// Frees the blocks set aside whose pending bit has cleared (the claim
-    /// was taken back, or backed out); the rest stay aside.
-    #[cold]
-    #[inline(never)]
-    fn settle_aside(&mut self) {
-        let mut b = core::mem::replace(&mut self.local().aside, null_mut());
-        while !b.is_null() {
-            let next = self.next_aside(b);
-            let page = self.page_of_own(b).unwrap_or_else(|| error::corrupted(b.cast(), OVERWRITTEN_ASIDE));
-            // SAFETY: the block was set aside, and lies in `page`.
-            let page = unsafe { &*page };
-            // SAFETY: as above.
-            match unsafe { page.settle(b) } {
-                Some((was_live, ended)) => {
-                    // A block the owner's free set aside is freed now (a
-                    // refused one was free already).
-                    if was_live {
-                        // SAFETY: page classes are below NUM_CLASSES.
-                        unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
-                    }
-                    if ended {
-                        self.countdown_ended(page);
-                    }
-                }
-                None => self.set_aside(page, b),
-            }
-            b = next;
-        }
-    }
-
-    /// Frees `block` of another heap, `dest`, later: it joins this thread's
-    /// batch for `dest`.
-    ///
-    /// # Safety
-    /// `block` passed `Page::claim_foreign` on a page of `dest`; the caller
-    /// gave it up.
-    #[inline(never)]
-    pub unsafe fn free_remote(mut self, dest: *const Heap, block: *mut Block, size: usize) {
-        // SAFETY: per the contract.
-        unsafe { self.local().outbox.add(dest, block, size) };
-    }
-
-    /// Posts this thread's batches (before statistics are read).
-    pub fn flush(mut self) {
-        self.local().outbox.flush();
-    }
-
-    /// Frees the blocks other threads posted, validating each: it must be a
-    /// live block of this heap. A link that leads elsewhere was overwritten
-    /// (a write after a cross-thread free): reported, and the process aborts
-    /// rather than follow it. A block that is not live was freed by its
-    /// owner in the same instant (see `Page::free`): reported and skipped;
-    /// its posted link is its own, so the rest of its chain is freed.
-    fn drain(&mut self) {
-        let mut block = self.heap.inbox.take_all();
-        while !block.is_null() {
-            let Some(page) = self.page_of_own(block) else {
-                error::corrupted(block.cast(), OVERWRITTEN_POSTED);
-            };
-            // A block set aside (the owner freed it too, or refused it) leaves
-            // that list before `take_back` links it on the free list through
-            // the same word.
-            let was_aside = !self.local().aside.is_null() && self.take_aside(block);
-            // SAFETY: the block lies in a live small segment of this heap,
-            // so its words are readable; `page` holds it.
-            let (next, result) = unsafe { (Block::next(block, Link::Posted), (*page).take_back(block.cast())) };
-            // SAFETY: as above.
-            let page = unsafe { &*page };
-            match result {
-                // (Set aside by the owner's free of it, reported then.)
-                Ok(ended) => {
-                    self.heap.counters.remote_frees.add(1);
-                    // SAFETY: page classes are below NUM_CLASSES.
-                    unsafe { self.heap.counters.frees.get_unchecked(page.class()).add(1) };
-                    if ended {
-                        self.countdown_ended(page);
-                    }
-                }
-                Err(BadBlock::Invalid) => error::corrupted(block.cast(), OVERWRITTEN_POSTED),
-                Err(_) => {
-                    error::report(Misuse::DoubleFree, Op::Free, block.cast(), Some(page.block_size()));
-                    // Refused while posted: its bit is clear now, and
-                    // `settle_aside` below puts it back on the free list.
-                    if was_aside {
-                        self.set_aside(page, block);
-                    }
-                }
-            }
-            block = next;
-        }
-        if !self.local().aside.is_null() {
-            self.settle_aside();
-        }
-    }
-
-    /// The page of this heap that holds `block`, if any.
-    fn page_of_own(&self, block: *mut Block) -> Option<*mut Page> {
-        let seg = segment::find_in_first_slot(block.cast())?;
-        // SAFETY: `find` returned a live segment of ours holding the block;
-        // only after checking its kind is it read as a small segment.
-        unsafe {
-            if (*seg.as_ptr()).kind != Kind::Small {
-                return None;
-            }
-            let (seg, page) = SmallSegment::page_of(block.cast());
-            core::ptr::eq((*seg).heap, self.heap).then_some(page)
-        }
-    }
-
-    /// A page's countdown ended: it became empty (not being in the ring of
-    /// emptied pages), or got a block back while full. A page that empties
-    /// again while in the ring needs nothing here; if it was the last of its
-    /// segment to empty, the segment goes back when the page leaves the
-    /// ring (or at `trim`), not at once.
-    #[cold]
-    #[inline(never)]
-    fn countdown_ended(&mut self, page: &Page) {
-        let ptr = page as *const Page as *mut Page;
+    /// A page's countdown ended after `n` blocks came back: it was full (it
+    /// rejoins its queue), or it became empty (not being in the ring of
+    /// emptied pages). A page that empties again while in the ring needs
+    /// nothing here; if it was the last of its segment to empty, the segment
+    /// goes back when the page leaves the ring (or at `trim`), not at once.
+    pub(super) fn countdown_ended(&mut self, page: &Page, n: u32) {
         if page.is_full() {
             // At the back: the page collects more frees while the pages
             // ahead serve (at the front it would hand out its one free block
             // and be full again at once; `docs/performance.md`, step 14).
-            page.clear_full();
-            self.link_back(ptr);
-            // A page of one block (the largest classes in page 0) is empty
-            // again at once.
+            page.clear_full(n);
+            self.link_back(page);
             if page.used() != 0 {
                 return;
             }
         }
+        self.emptied(page);
+    }
+
+    /// `page` holds no block any more.
+    fn emptied(&mut self, page: &Page) {
+        let ptr = page as *const Page as *mut Page;
         // SAFETY: the page's segment is a live segment of this heap.
         let seg = unsafe { SmallSegment::page_of(ptr.cast()).0 };
         // SAFETY: as above.
@@ -652,15 +583,15 @@ impl Owner<'_> {
         }
     }
 
-    /// Posts this thread's batches, takes back posted blocks and gives every
-    /// empty page back to the system (when the library is unloaded).
+    /// Takes back posted blocks and gives every empty page back to the
+    /// system (when the library is unloaded).
     pub fn trim(mut self) {
         self.release_cached();
     }
 
     /// [`Self::trim`], and from now on pages go back as they empty (the
     /// heap has no thread to reuse them).
-    fn give_back(&mut self) {
+    pub(super) fn give_back(&mut self) {
         // After the ring is emptied: a page in the ring must be released
         // from there, once.
         self.release_cached();
@@ -668,7 +599,6 @@ impl Owner<'_> {
     }
 
     fn release_cached(&mut self) {
-        self.local().outbox.flush();
         self.drain();
         for slot in 0..RETAINED_EMPTY_PAGES {
             let page = core::mem::replace(&mut self.local().ring[slot], null_mut());
@@ -681,10 +611,34 @@ impl Owner<'_> {
         if !spare.is_null() && unsafe { (*spare).is_empty() } {
             self.release_segment(spare);
         }
+        self.local().arena.purge();
     }
 
     /// A new thread takes the heap over.
     pub fn adopt(mut self) {
         self.local().abandoned = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::small::page::EMPTY_PAGE;
+    use crate::small::size_class::TABLE_LIMIT;
+
+    #[test]
+    fn the_empty_heap_serves_nothing_fast() {
+        let heap = &EMPTY_HEAP.0;
+        for table in [Table::Rust, Table::C] {
+            for size in [0, 1, 8, 100, TABLE_LIMIT] {
+                assert!(core::ptr::eq(heap.tables.direct(table, size), &EMPTY_PAGE.0));
+                assert!(!heap.tables.direct(table, size).has_free());
+            }
+        }
+        let x = 0u64;
+        // SAFETY: the empty heap's table holds no page: nothing is freed.
+        assert!(!unsafe { heap.free((&raw const x).cast_mut().cast()) });
+        // SAFETY: as above.
+        assert!(!unsafe { heap.free(null_mut()) });
     }
 }

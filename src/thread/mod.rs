@@ -1,10 +1,13 @@
-//! Per-thread state: each thread's heap, the slot that finds it, and the pool
-//! that hands heaps to new threads and takes them back when threads exit.
+//! Per-thread state: each thread's heap, its lookup tables, the slot that
+//! finds it, frees from other threads, and the pool that hands heaps to new
+//! threads and takes them back when threads exit.
 
+mod aside;
 pub mod heap;
 mod pages;
 mod pool;
-mod remote;
+pub mod remote;
 mod slot;
+pub mod tables;
 
-pub use pool::{fini, for_each_heap, heap, heap_if_any, init, lock_for_fork, unlock_after_fork};
+pub use pool::{current, fini, for_each_heap, heap, heap_if_any, init, lock_for_fork, unlock_after_fork};

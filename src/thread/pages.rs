@@ -1,6 +1,7 @@
-//! The owner's bookkeeping of its pages and segments: the class queues, the
-//! list of segments with free pages, and giving pages and segments back to
-//! the system. Every function here runs on the owner's handle.
+//! The owner's bookkeeping of its pages and segments: the class queues (whose
+//! heads the size table mirrors), the list of segments with free pages, and
+//! giving pages and segments back to the system. Every function here runs on
+//! the owner's handle.
 
 use super::heap::{Heap, Owner};
 use crate::small::page::Page;
@@ -13,16 +14,18 @@ impl Owner<'_> {
         // SAFETY: pages in the ring are live pages of this heap.
         let p = unsafe { &*page };
         p.set_in_ring(false);
-        if p.used() != 0 || p.has_pending() {
+        if p.used() != 0 || p.has_pending() || p.has_aside() {
             return;
         }
-        self.unlink(page);
+        self.unlink(p);
+        self.tables().remove(p);
+        self.fold_counts(p);
         // SAFETY: the page is empty and unlinked; its segment is ours.
         unsafe {
             let (seg, _) = SmallSegment::page_of(page.cast());
             let s = &*seg;
             let was_full = !s.has_free_page();
-            s.release_page(p);
+            s.release_page(p, &mut self.local().arena);
             if s.is_unused() {
                 if !was_full {
                     self.unlink_segment(seg);
@@ -34,19 +37,28 @@ impl Owner<'_> {
         }
     }
 
+    /// A page leaves the heap: its count of allocations joins the heap's.
+    fn fold_counts(&mut self, page: &Page) {
+        self.heap.counters.allocations[page.class()].add(page.allocations() as usize);
+    }
+
     /// Unmaps a segment none of whose pages holds a block.
     pub(super) fn release_segment(&mut self, seg: *mut SmallSegment) {
         // SAFETY: `seg` is a live segment of this heap; its pages are empty,
         // so each is in its class queue (never full) and maybe in the ring.
         unsafe {
+            let listed = (*seg).has_free_page();
             for page in (*seg).assigned_pages() {
-                let page = page as *const Page as *mut Page;
                 self.unlink(page);
-                if (*page).in_ring() {
-                    self.local().ring.iter_mut().filter(|slot| **slot == page).for_each(|slot| *slot = null_mut());
+                self.tables().remove(page);
+                self.fold_counts(page);
+                let ptr = page as *const Page as *mut Page;
+                if page.in_ring() {
+                    self.local().ring.iter_mut().filter(|slot| **slot == ptr).for_each(|slot| *slot = null_mut());
                 }
+                (*seg).free_page(page, &mut self.local().arena);
             }
-            if (*seg).has_free_page() {
+            if listed {
                 self.unlink_segment(seg);
             }
         }
@@ -60,6 +72,7 @@ impl Owner<'_> {
         // SAFETY: the caller unlinked the empty segment and nothing refers
         // to it.
         unsafe { SmallSegment::retire(NonNull::new_unchecked(seg)) };
+        self.local().arena.purge();
     }
 
     pub(super) fn new_page(&mut self, class: usize) -> Option<*mut Page> {
@@ -77,11 +90,12 @@ impl Owner<'_> {
         // SAFETY: segments in the list are live segments of this heap with a
         // free page.
         let s = unsafe { &*seg };
-        let page = s.take_page(class) as *const Page as *mut Page;
+        let page = s.take_page(class, &mut self.local().arena)?;
+        self.tables().insert(page);
         if !s.has_free_page() {
             self.unlink_segment(seg);
         }
-        Some(page)
+        Some(page as *const Page as *mut Page)
     }
 
     /// Puts a page at the front of its class queue: it serves next.
@@ -96,47 +110,55 @@ impl Owner<'_> {
             } else {
                 (*head).set_prev(page);
             }
-            self.local().queues[class] = page;
+            self.set_head(class, page);
         }
     }
 
     /// Puts a page at the back of its class queue.
-    pub(super) fn link_back(&mut self, page: *mut Page) {
-        // SAFETY: as in `link`.
-        unsafe {
-            let class = (*page).class();
-            let tail = self.local().tails[class];
-            if tail.is_null() {
-                return self.link(page);
-            }
-            (*page).set_links(tail, null_mut());
-            (*tail).set_next(page);
-            self.local().tails[class] = page;
+    pub(super) fn link_back(&mut self, page: &Page) {
+        let class = page.class();
+        let ptr = page as *const Page as *mut Page;
+        let tail = self.local().tails[class];
+        if tail.is_null() {
+            return self.link(ptr);
         }
+        page.set_links(tail, null_mut());
+        // SAFETY: the tail is a live page of this heap.
+        unsafe { (*tail).set_next(ptr) };
+        self.local().tails[class] = ptr;
     }
 
-    pub(super) fn unlink(&mut self, page: *mut Page) {
-        // SAFETY: `page` is linked in its class queue of this heap (or in
-        // none, with null links, when it is full).
+    /// Takes a page off its class queue (a full page is on none: its links
+    /// are null, and it is no queue's head).
+    pub(super) fn unlink(&mut self, page: &Page) {
+        let class = page.class();
+        let ptr = page as *const Page as *mut Page;
+        let (prev, next) = page.links();
+        // SAFETY: the neighbours are live pages of this heap's queue.
         unsafe {
-            let class = (*page).class();
-            let (prev, next) = (*page).links();
             if prev.is_null() {
-                if self.local().queues[class] == page {
-                    self.local().queues[class] = next;
+                if self.local().queues[class] == ptr {
+                    self.set_head(class, next);
                 }
             } else {
                 (*prev).set_next(next);
             }
             if next.is_null() {
-                if self.local().tails[class] == page {
+                if self.local().tails[class] == ptr {
                     self.local().tails[class] = prev;
                 }
             } else {
                 (*next).set_prev(prev);
             }
-            (*page).set_links(null_mut(), null_mut());
         }
+        page.set_links(null_mut(), null_mut());
+    }
+
+    /// The page that serves `class` from now on (null: none), in the queue
+    /// and in the size table.
+    fn set_head(&mut self, class: usize, page: *mut Page) {
+        self.local().queues[class] = page;
+        self.tables().set_current(class, page);
     }
 
     pub(super) fn link_segment(&mut self, seg: *mut SmallSegment) {

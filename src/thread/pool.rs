@@ -6,29 +6,26 @@
 //! heap when the thread exits. Heaps are never unmapped: other threads may
 //! still be returning blocks to one long after its thread is gone.
 
-use super::heap::Heap;
+use super::heap::{EMPTY_HEAP, Heap};
 use super::slot;
 use crate::os::{self, OS_PAGE};
 use crate::sys::lock::SpinLock;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-/// Heaps (about 2 KiB each, most of it statistics counters) are carved from
-/// mappings of this size: one `mmap` per 30 or so threads.
-const HEAP_CHUNK: usize = 16 * OS_PAGE;
+/// A heap's mapping: most of it is the table by address (see
+/// `tables::SLOTS`), of which only the slots of pages in use are written.
+const HEAP_BYTES: usize = size_of::<Heap>().next_multiple_of(OS_PAGE);
 
 struct Pool {
     /// Heaps whose thread exited, linked through `pool_next`.
     abandoned: *mut Heap,
-    /// The unused rest of the last heap chunk.
-    cursor: usize,
-    end: usize,
 }
 
 // SAFETY: the pool is only reached through its lock.
 unsafe impl Send for Pool {}
 
-static POOL: SpinLock<Pool> = SpinLock::new(Pool { abandoned: null_mut(), cursor: 0, end: 0 });
+static POOL: SpinLock<Pool> = SpinLock::new(Pool { abandoned: null_mut() });
 
 /// Every heap ever made, newest first, linked through `all_next`. Heaps are
 /// never freed, so the list only grows and can be read without the lock.
@@ -81,10 +78,20 @@ pub unsafe fn unlock_after_fork() {
     unsafe { POOL.force_unlock() };
 }
 
+/// The calling thread's heap: its own, or [`EMPTY_HEAP`] if it has none yet
+/// (or no longer).
+#[inline(always)]
+pub fn current() -> &'static Heap {
+    // SAFETY: the slot holds the empty heap or a heap, and heaps are never
+    // freed.
+    unsafe { &*slot::get() }
+}
+
 /// The calling thread's heap, or null if it has none yet (or no longer).
 #[inline(always)]
 pub fn heap_if_any() -> *mut Heap {
-    slot::get()
+    let heap = slot::get();
+    if current().is_empty_heap() { null_mut() } else { heap }
 }
 
 /// The calling thread's heap, attaching one on first use; null when no memory
@@ -134,21 +141,16 @@ fn take_heap() -> *mut Heap {
             link = (*heap).pool_next.as_ptr();
         }
     }
-    let size = size_of::<Heap>().next_multiple_of(64);
-    if pool.end - pool.cursor < size {
-        let chunk = os::map_aligned(HEAP_CHUNK, OS_PAGE);
-        if chunk.is_null() {
-            return null_mut();
-        }
-        pool.cursor = chunk as usize;
-        pool.end = chunk as usize + HEAP_CHUNK;
+    let heap = os::map_aligned(HEAP_BYTES, OS_PAGE).cast::<Heap>();
+    if heap.is_null() {
+        return null_mut();
     }
-    let heap = pool.cursor as *mut Heap;
-    pool.cursor += size;
-    // SAFETY: zeroed memory is a valid, empty, untaken heap; nobody else has
-    // seen it, so taking it cannot fail. It is published to the list of all
-    // heaps under the pool lock (one writer at a time).
+    // SAFETY: zeroed memory is a valid, untaken heap once its tables are
+    // filled; nobody else has seen it, so taking it cannot fail. It is
+    // published to the list of all heaps under the pool lock (one writer at
+    // a time).
     unsafe {
+        (*heap).init();
         let taken = (*heap).try_take();
         debug_assert!(taken);
         (*heap).all_next.set(ALL_HEAPS.load(Ordering::Relaxed));
@@ -160,7 +162,7 @@ fn take_heap() -> *mut Heap {
 /// Runs (through the pthread key) when a thread that allocated exits.
 extern "C" fn on_thread_exit(value: *mut libc::c_void) {
     let heap = value.cast::<Heap>();
-    slot::set(null_mut());
+    slot::set(&EMPTY_HEAP.0 as *const Heap as *mut Heap);
     // SAFETY: `value` is the heap this thread owned; it stays valid forever.
     // It goes into the pool list before being released, so that a new thread
     // finds it once the release is done.

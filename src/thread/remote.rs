@@ -1,28 +1,35 @@
 //! Frees across threads. A thread that frees a block of another thread's heap
-//! does not touch that heap's pages: it links the block into a batch for the
-//! owner with plain stores ([`Outbox`], its own), and publishes a whole batch
-//! with one compare-and-swap on the owner's [`Inbox`]. The owner takes its
-//! inbox whole (one swap) on its slow path and validates every block before
-//! it frees it (see `Owner::drain`).
+//! claims the block in its page's bitmaps and posts it there (see
+//! `Page::claim`): nothing is written into the block, and nothing is queued
+//! per block. What crosses to the owner is the page: the first thread to
+//! post into a page since the owner last looked pushes the page on the
+//! heap's stack of announced pages ([`Remote`]), one compare-and-swap per
+//! page per round. The owner takes the stack whole (one swap) on its slow
+//! path and takes each page's posted blocks back a bitmap word at a time.
 //!
-//! The design follows snmalloc's message queues and remote cache: batching
-//! turns one contended atomic per `free` into one per batch, and the owner's
-//! hot lines (page descriptors, queue heads) never leave its core.
+//! The order makes every posted block reach the owner: the claimer announces
+//! the page before it posts the block, and the owner reads a page's posted
+//! words after it marks the page unannounced; a claim it sees pending but
+//! not yet posted makes it announce the page again (`Taken::undecided`).
+//! And a page is given back only when it is not announced and no pending bit
+//! is set: a claimer touches the page only while its pending bit is set
+//! (the owner clears it when it takes the block back).
 
-use super::heap::Heap;
-use crate::small::block::{Block, Link};
+use super::heap::{Heap, Owner};
+use crate::diag::error::{self, BadBlock, Misuse, Op};
+use crate::small::page::Page;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-/// The part of a heap that other threads write: the posted chains, and the
-/// ownership flag that every poster reads. Each on a cache line of its own,
-/// so that posters writing `head` do not take the flag's line from readers.
+/// The part of a heap that other threads write: the stack of pages with
+/// posted blocks, and the ownership flag that every poster reads. Each on a
+/// cache line of its own, so that posters writing `announced` do not take
+/// the flag's line from readers.
 #[repr(C)]
-pub struct Inbox {
-    /// Chains of blocks posted by other threads, linked through their
-    /// [`Link::Posted`] word (a Treiber stack of blocks; a chain is pushed at
-    /// once).
-    head: Line<AtomicPtr<Block>>,
+pub struct Remote {
+    /// Pages with posted blocks, linked through `Page::next_announced` (a
+    /// Treiber stack that is only ever taken whole, so no ABA).
+    announced: Line<AtomicPtr<Page>>,
     /// Whether a thread owns the heap (or claims it while it is abandoned).
     taken: Line<AtomicBool>,
 }
@@ -38,7 +45,11 @@ impl<T> core::ops::Deref for Line<T> {
     }
 }
 
-impl Inbox {
+impl Remote {
+    pub const fn new() -> Remote {
+        Remote { announced: Line(AtomicPtr::new(null_mut())), taken: Line(AtomicBool::new(false)) }
+    }
+
     pub fn try_take(&self) -> bool {
         self.taken.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
     }
@@ -52,18 +63,13 @@ impl Inbox {
         self.taken.load(Ordering::SeqCst)
     }
 
-    /// Publishes the chain `first ..= last` (linked through their links;
-    /// `last`'s link is rewritten).
-    ///
-    /// # Safety
-    /// The chain's blocks are validated blocks of this heap that the caller
-    /// freed and that nobody else links.
-    pub unsafe fn post(&self, first: *mut Block, last: *mut Block) {
-        let mut head = self.head.load(Ordering::Relaxed);
+    /// Pushes `page`, which its caller just marked announced.
+    fn push(&self, page: &Page) {
+        let ptr = page as *const Page as *mut Page;
+        let mut head = self.announced.load(Ordering::Relaxed);
         loop {
-            // SAFETY: the blocks are ours until the chain is published.
-            unsafe { Block::link(last, Link::Posted, head) };
-            match self.head.compare_exchange_weak(head, first, Ordering::SeqCst, Ordering::Relaxed) {
+            page.set_next_announced(head);
+            match self.announced.compare_exchange_weak(head, ptr, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(now) => head = now,
             }
@@ -71,92 +77,108 @@ impl Inbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.head.load(Ordering::SeqCst).is_null()
+        self.announced.load(Ordering::SeqCst).is_null()
     }
 
-    /// Takes every posted block (for the owner).
-    pub fn take_all(&self) -> *mut Block {
-        if self.head.load(Ordering::Relaxed).is_null() {
+    /// Takes every announced page (for the owner).
+    fn take_all(&self) -> *mut Page {
+        if self.announced.load(Ordering::Relaxed).is_null() {
             return null_mut();
         }
-        self.head.swap(null_mut(), Ordering::Acquire)
+        self.announced.swap(null_mut(), Ordering::Acquire)
     }
 }
 
-/// Destinations a thread batches for at once. Eight covers a thread that
-/// frees into several others (a server's workers) without a search: a
-/// destination hashes to one slot, and a different one there flushes it.
-const SLOTS: usize = 8;
-
-/// Bytes a slot collects before it is published: 8 KiB is about 30 blocks
-/// of a few hundred bytes per atomic operation, and a thread holds at most
-/// `SLOTS` times this of other threads' memory (64 KiB) between flushes.
-const SLOT_BYTES: usize = 8 * 1024;
-
-/// A chain of blocks for one destination heap.
-#[derive(Clone, Copy)]
-struct Batch {
-    dest: *const Heap,
-    first: *mut Block,
-    last: *mut Block,
-    bytes: usize,
+/// Frees `p`, a block of `page`, a page of `heap`, for a thread that does
+/// not own `heap` (or has no heap): claimed and posted here, taken back by
+/// the owner later; a pointer that is not a live block is reported.
+///
+/// # Safety
+/// `heap` is the heap of `page`'s segment (null only if the segment is a
+/// tombstone: all its pages are free, and the claim fails).
+pub unsafe fn free_remote(heap: *const Heap, page: &Page, p: *mut u8) {
+    match page.claim(p) {
+        Ok(claim) => {
+            // SAFETY: the claim stands: the page was assigned, so its
+            // segment is live and its heap (immortal) set.
+            let heap = unsafe { &*heap };
+            if page.announce() {
+                heap.remote.push(page);
+            }
+            page.post(claim);
+            // Pairs with `abandon`: either its last look at the stack sees
+            // the page, or we see that the heap has no owner and take the
+            // block back ourselves.
+            if !heap.is_owned() && heap.try_take() {
+                // SAFETY: we hold the heap now.
+                unsafe { heap.abandon() };
+            }
+        }
+        Err(bad) => {
+            let size = Some(page.block_size()).filter(|&s| s != 0);
+            let kind = if page.in_header(p) { BadBlock::Invalid } else { bad };
+            error::report_bad(kind, Op::Free, p, size);
+        }
+    }
 }
 
-/// A thread's outgoing batches (owner only).
-pub struct Outbox {
-    slots: [Batch; SLOTS],
-}
-
-impl Outbox {
-    /// Adds `block` (`size` bytes) for `dest`, publishing the slot's batch
-    /// when it is full or held blocks for another heap.
+impl Heap {
+    /// Gives up ownership: takes back what was posted, returns every empty
+    /// page, keeps the live blocks for the next owner.
     ///
     /// # Safety
-    /// `block` passed `Page::claim_foreign` on a page of `dest`, and the
-    /// caller gave it up.
-    #[inline]
-    pub unsafe fn add(&mut self, dest: *const Heap, block: *mut Block, size: usize) {
-        let slot = &mut self.slots[(dest as usize >> 6) % SLOTS];
-        // SAFETY: heaps are never freed.
-        if !unsafe { (*dest).is_owned() } {
-            // Its thread exited: nobody would take the block back until the
-            // batch is published, and the block keeps its page (and maybe a
-            // whole segment) from going back to the system.
-            // SAFETY: per the contract; a chain of one block.
-            return unsafe { (*dest).post_chain(block, block) };
+    /// The calling thread holds the heap and has no `Owner` of it alive.
+    pub unsafe fn abandon(&self) {
+        loop {
+            // SAFETY: per the contract (and after `try_take` below).
+            unsafe { self.owner() }.give_back();
+            self.remote.release();
+            // A page announced after the look above, whose poster saw the
+            // heap still owned, must not wait for the next owner.
+            if self.remote.is_empty() || !self.try_take() {
+                return;
+            }
         }
-        if slot.dest != dest {
-            slot.publish();
-            slot.dest = dest;
-        }
-        // SAFETY: per the contract the block is ours to link.
-        unsafe { Block::link(block, Link::Posted, slot.first) };
-        if slot.first.is_null() {
-            slot.last = block;
-        }
-        slot.first = block;
-        slot.bytes += size;
-        if slot.bytes >= SLOT_BYTES {
-            slot.publish();
-        }
-    }
-
-    /// Publishes every batch.
-    pub fn flush(&mut self) {
-        self.slots.iter_mut().for_each(Batch::publish);
     }
 }
 
-impl Batch {
-    fn publish(&mut self) {
-        if self.first.is_null() {
-            return;
+impl Owner<'_> {
+    /// Takes back what other threads posted, if any page is announced; true
+    /// if a block came back.
+    pub(super) fn drain_if_any(&mut self) -> bool {
+        !self.heap.remote.is_empty() && self.drain() != 0
+    }
+
+    /// Takes back the blocks other threads posted, page by page; returns
+    /// how many. A posted block that is no longer live was freed by the
+    /// owner in the same instant (see `Page::free`): reported, a double free.
+    pub(super) fn drain(&mut self) -> u32 {
+        let mut page = self.heap.remote.take_all();
+        let mut blocks = 0;
+        while !page.is_null() {
+            // SAFETY: only pages of this heap are announced, and an
+            // announced page is not given back.
+            let p = unsafe { &*page };
+            let next = p.next_announced();
+            if p.has_aside() {
+                p.unaside_posted();
+            }
+            let size = Some(p.block_size());
+            // SAFETY: this thread holds the heap; the page is assigned.
+            let taken = unsafe { p.take_posted(|stale| error::report(Misuse::DoubleFree, Op::Free, stale, size)) };
+            self.heap.counters.remote_frees.add(taken.blocks as usize);
+            blocks += taken.blocks;
+            if p.returned(taken.blocks) {
+                self.countdown_ended(p, taken.blocks);
+            }
+            if taken.undecided && p.announce() {
+                self.heap.remote.push(p);
+            }
+            page = next;
         }
-        // SAFETY: heaps are never freed; the chain holds validated blocks
-        // of `dest` that only this batch links.
-        unsafe { (*self.dest).post_chain(self.first, self.last) };
-        self.first = null_mut();
-        self.last = null_mut();
-        self.bytes = 0;
+        if !self.local().aside_pages.is_null() {
+            self.settle_aside();
+        }
+        blocks
     }
 }

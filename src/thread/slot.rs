@@ -1,23 +1,35 @@
-//! The thread-local slot that holds the calling thread's heap pointer.
+//! The thread-local slot that holds the calling thread's heap pointer. Its
+//! initial value, in every thread, is the empty heap (see `heap.rs`), so that
+//! the fast paths read it without a null test.
 
 use super::heap::Heap;
 
-// The slot itself, one pointer in the static TLS block. Global but hidden:
-// other objects of a build that links the rlib without LTO must resolve it;
-// the shared library does not export it.
-#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-core::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".balign {size}",
-    ".globl mallocator_thread_heap",
-    ".hidden mallocator_thread_heap",
-    ".type mallocator_thread_heap, @object",
-    ".size mallocator_thread_heap, {size}",
-    "mallocator_thread_heap:",
-    ".zero {size}",
-    ".popsection",
-    size = const size_of::<usize>(),
-);
+// The slot itself, one pointer in the static TLS block, initialised to the
+// empty heap (the dynamic linker relocates the TLS template before any
+// thread copies it). Global but hidden: other objects of a build that links
+// the rlib without LTO must resolve it; the shared library does not export
+// it.
+macro_rules! slot {
+    ($word:literal) => {
+        core::arch::global_asm!(
+            ".pushsection .tdata,\"awT\",@progbits",
+            ".balign {size}",
+            ".globl mallocator_thread_heap",
+            ".hidden mallocator_thread_heap",
+            ".type mallocator_thread_heap, @object",
+            ".size mallocator_thread_heap, {size}",
+            "mallocator_thread_heap:",
+            concat!($word, " {empty}"),
+            ".popsection",
+            size = const size_of::<usize>(),
+            empty = sym super::heap::EMPTY_HEAP,
+        );
+    };
+}
+#[cfg(target_arch = "x86_64")]
+slot!(".quad");
+#[cfg(target_arch = "x86")]
+slot!(".long");
 
 /// The calling thread's heap pointer.
 ///
@@ -118,10 +130,8 @@ mod imp {
 mod imp {
     use super::Heap;
     use core::cell::Cell;
-    use core::ptr::null_mut;
-
     std::thread_local! {
-        static HEAP: Cell<*mut Heap> = const { Cell::new(null_mut()) };
+        static HEAP: Cell<*mut Heap> = Cell::new(&super::super::heap::EMPTY_HEAP.0 as *const Heap as *mut Heap);
     }
 
     #[inline(always)]
