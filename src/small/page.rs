@@ -30,7 +30,7 @@ use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*, fence};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -70,9 +70,15 @@ struct Shape {
     /// no product is below, while the page is free. A 64-bit word, though
     /// below 2^32: `free` multiplies by it from memory.
     reciprocal: AtomicU64,
-    /// Changes when the page is assigned and when it is given back: a claim
-    /// that spans both backs out (see [`Page::claim`]).
+    /// Drawn from a process-wide count when the page is assigned and when it
+    /// is given back ([`CHANGING`] in between), so that it never takes a
+    /// value twice, even across a segment given back and made anew at the
+    /// same address: a claim that spans a change backs out (see
+    /// [`Page::claim`]), and a reader of the other fields tells a torn read
+    /// (see [`Page::view`]).
     generation: AtomicU32,
+    /// The first block outside the segment header (0 but on page 0).
+    first: AtomicU32,
     class: AtomicU8,
     /// Set from the moment a thread that posted a block here pushes the page
     /// on its heap's stack until the owner takes the stack (or sees the
@@ -100,9 +106,8 @@ struct Local {
     /// Blocks handed out since the page was assigned (the statistics' count
     /// of allocations; frees are this minus the blocks in use).
     allocs: LocalCounter,
-    /// Blocks that fit the page, and the first not in the segment header.
+    /// Blocks that fit the page.
     capacity: Cell<u32>,
-    first: Cell<u32>,
     /// Blocks set aside while another thread's free of them is pending
     /// (see [`Page::set_aside`]): a list linked as the free list.
     aside: Cell<u32>,
@@ -145,9 +150,46 @@ pub enum Freed {
 }
 
 /// A claim another thread made on a block ([`Page::claim`]), to be
-/// posted ([`Page::post`]) once the page is announced.
+/// posted ([`Page::post`]) once the page is announced: the block's posted
+/// word and bit.
 pub struct Claim {
-    index: usize,
+    posted: *const AtomicUsize,
+    mask: usize,
+}
+
+/// What a thread that does not own a page reads of it: its shape at one
+/// generation (see [`Page::view`]).
+#[derive(Clone, Copy)]
+struct View {
+    generation: u32,
+    reciprocal: u64,
+    bitmaps: Bitmaps,
+    first: usize,
+}
+
+impl View {
+    /// The block index of `p`, as [`Page::index`] computes it.
+    fn index(&self, p: *mut u8) -> Option<usize> {
+        let product = (p as usize & (PAGE_SIZE - 1)) as u64 * self.reciprocal;
+        ((product as u32) < self.reciprocal as u32).then_some((product >> 32) as usize)
+    }
+}
+
+/// The generation of a page being assigned or given back.
+const CHANGING: u32 = 0;
+
+/// The last generation drawn (see `Shape::generation`).
+static GENERATIONS: AtomicU32 = AtomicU32::new(CHANGING);
+
+/// A generation never drawn before (but after 2^32 page assignments and
+/// releases, which a stale claim would have to span to be fooled).
+fn next_generation() -> u32 {
+    loop {
+        let g = GENERATIONS.fetch_add(1, Relaxed).wrapping_add(1);
+        if g != CHANGING {
+            return g;
+        }
+    }
 }
 
 /// What [`Page::take_posted`] took back.
@@ -181,7 +223,8 @@ impl Page {
                 words: AtomicU32::new(0),
                 size: AtomicUsize::new(0),
                 reciprocal: AtomicU64::new(0),
-                generation: AtomicU32::new(0),
+                generation: AtomicU32::new(CHANGING),
+                first: AtomicU32::new(0),
                 class: AtomicU8::new(0),
                 announced: AtomicBool::new(false),
                 next_announced: AtomicPtr::new(null_mut()),
@@ -193,7 +236,6 @@ impl Page {
                 countdown: AtomicU32::new(0),
                 allocs: LocalCounter::new(),
                 capacity: Cell::new(0),
-                first: Cell::new(0),
                 aside: Cell::new(EMPTY),
                 full: AtomicBool::new(false),
                 in_ring: AtomicBool::new(false),
@@ -252,14 +294,20 @@ impl Page {
         Some(self.block(i as usize))
     }
 
-    /// The free list's head points past the blocks ever handed out, or to a
-    /// live block: a link was overwritten after its block was freed.
+    /// Called when [`Self::has_free`] said no: a head that is not the end of
+    /// the list points past the blocks ever handed out, so a link was
+    /// overwritten after its block was freed. The process aborts rather
+    /// than hand out a block that may be live (or lie past the page).
     #[cold]
     pub fn check_head(&self) {
-        let head = self.local.head.get();
-        if head != EMPTY {
-            error::corrupted(self.block(head as usize), b"free block overwritten");
+        if self.head_overwritten() {
+            error::corrupted(self.block(self.local.head.get() as usize), b"free block overwritten");
         }
+    }
+
+    /// See [`Self::check_head`].
+    fn head_overwritten(&self) -> bool {
+        !self.has_free() && self.local.head.get() != EMPTY
     }
 
     /// Frees `p` into this page, for the owner.
@@ -383,30 +431,55 @@ impl Page {
     /// free is reported. A claim that stands must be announced to the owner
     /// and then posted ([`Self::post`]).
     pub fn claim(&self, p: *mut u8) -> Result<Claim, BadBlock> {
-        let generation = self.shape.generation.load(Acquire);
-        let Some(i) = self.index(p) else {
-            return Err(BadBlock::Invalid);
-        };
-        let pair = self.bitmaps().pair(word(i));
+        self.claim_in(self.view().ok_or(BadBlock::Invalid)?, p)
+    }
+
+    /// [`Self::claim`] with the page's shape as read before (which a test
+    /// can make stale).
+    fn claim_in(&self, view: View, p: *mut u8) -> Result<Claim, BadBlock> {
+        let i = view.index(p).ok_or(BadBlock::Invalid)?;
+        let pair = view.bitmaps.pair(word(i));
         if !test(pair.live.load(Acquire), i) {
             return Err(self.why_not_live(i));
         }
-        // SeqCst: ordered before the announcement's load (see `post`).
+        // SeqCst: ordered before the announcement's load (see `post`), and
+        // after a release's change of the generation (see `unassign`).
         if test(pair.pending.fetch_or(mask(i), SeqCst), i) {
-            return Err(if i < self.first() as usize { BadBlock::Invalid } else { BadBlock::DoubleFree });
+            return Err(if i < view.first { BadBlock::Invalid } else { BadBlock::DoubleFree });
         }
-        if !test(pair.live.load(Acquire), i) || self.shape.generation.load(SeqCst) != generation {
+        if !test(pair.live.load(Acquire), i) || self.shape.generation.load(SeqCst) != view.generation {
             pair.pending.fetch_and(!mask(i), Relaxed);
             return Err(BadBlock::DoubleFree);
         }
-        Ok(Claim { index: i })
+        Ok(Claim { posted: view.bitmaps.posted(word(i)), mask: mask(i) })
     }
 
     /// Posts a claimed block: from here the owner may take it back. The
     /// claiming thread announced the page first (see
     /// [`Self::announce`]), and touches the page no more.
     pub fn post(&self, claim: Claim) {
-        self.bitmaps().posted(word(claim.index)).fetch_or(mask(claim.index), SeqCst);
+        // SAFETY: the claim's bitmaps are the page's (the claim stands, so
+        // the page cannot be given back) and never unmapped.
+        unsafe { &*claim.posted }.fetch_or(claim.mask, SeqCst);
+    }
+
+    /// The page's shape as another thread may use it: the fields read
+    /// between two reads of the same generation, not [`CHANGING`] (the
+    /// writer marks a change before it writes the fields, and draws the new
+    /// generation after: a seqlock). None while the page changes.
+    fn view(&self) -> Option<View> {
+        let generation = self.shape.generation.load(Acquire);
+        if generation == CHANGING {
+            return None;
+        }
+        let view = View {
+            generation,
+            reciprocal: self.shape.reciprocal.load(Relaxed),
+            bitmaps: self.bitmaps(),
+            first: self.shape.first.load(Relaxed) as usize,
+        };
+        fence(Acquire);
+        (self.shape.generation.load(Relaxed) == generation).then_some(view)
     }
 
     /// Marks the page announced; true if it was not (the caller then pushes
@@ -514,13 +587,17 @@ impl Page {
     /// [`Self::free`]): a block another thread is freeing is still live, and
     /// `realloc`'s free of it is then judged as any free.
     pub fn check_live(&self, p: *mut u8) -> Result<(), BadBlock> {
-        let Some(i) = self.index(p) else {
-            return Err(BadBlock::Invalid);
-        };
-        if i < self.first() as usize {
-            return Err(BadBlock::Invalid);
+        let view = self.view().ok_or(BadBlock::Invalid)?;
+        match view.index(p) {
+            Some(i) if i >= view.first => {
+                if test(view.bitmaps.pair(word(i)).live.load(Acquire), i) {
+                    Ok(())
+                } else {
+                    Err(self.why_not_live(i))
+                }
+            }
+            _ => Err(BadBlock::Invalid),
         }
-        if test(self.bitmaps().pair(word(i)).live.load(Acquire), i) { Ok(()) } else { Err(self.why_not_live(i)) }
     }
 
     /// The block index of `p` (a pointer into this page), if it is a block
@@ -736,7 +813,7 @@ impl Page {
 
     /// The first block outside the segment header (0 but on page 0).
     pub fn first(&self) -> u32 {
-        self.local.first.get()
+        self.shape.first.load(Relaxed)
     }
 
     /// Whether `p` is a block boundary in the segment header.
@@ -771,7 +848,7 @@ impl Page {
 
     /// Blocks the page serves.
     pub fn blocks(&self) -> usize {
-        (self.local.capacity.get() - self.local.first.get()) as usize
+        (self.local.capacity.get() - self.first()) as usize
     }
 
     /// What the countdown counts beyond the blocks out (not while full).
@@ -868,31 +945,33 @@ impl Page {
         self.local.countdown.store(0, Relaxed);
         self.local.allocs.reset();
         self.local.capacity.set(capacity as u32);
-        self.local.first.set(first as u32);
         self.local.aside.set(EMPTY);
         self.local.full.store(false, Relaxed);
         self.local.in_ring.store(false, Relaxed);
         self.local.next.set(null_mut());
         self.local.prev.set(null_mut());
         self.local.next_aside.set(null_mut());
+        self.shape.generation.store(CHANGING, Relaxed);
+        fence(Release);
         self.shape.base.store(base, Relaxed);
         self.shape.pairs.store(pairs, Relaxed);
         self.shape.words.store(words as u32, Relaxed);
         self.shape.size.store(size, Relaxed);
         self.shape.class.store(class as u8, Relaxed);
+        self.shape.first.store(first as u32, Relaxed);
         self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64), Relaxed);
-        // Release: a claim that reads the new generation reads the fields.
-        self.shape.generation.fetch_add(1, Release);
+        // Release: a reader that sees the new generation sees the fields.
+        self.shape.generation.store(next_generation(), Release);
     }
 
     /// Makes every pointer into the page fail validation (the page is
     /// free), and returns its bitmaps, all zero again, for the heap's arena.
     pub(super) fn unassign(&self) -> (*mut Pair, usize) {
+        // SeqCst: a claim that set a pending bit in these bitmaps after this
+        // sees the generation change and backs out.
+        self.shape.generation.store(CHANGING, SeqCst);
         self.shape.reciprocal.store(0, Relaxed);
         self.shape.size.store(0, Relaxed);
-        // SeqCst: a claim that set a pending bit in these bitmaps after
-        // this sees the generation change and backs out.
-        self.shape.generation.fetch_add(1, SeqCst);
         let b = self.bitmaps();
         let first = self.first() as usize;
         for j in 0..b.words() {
@@ -904,6 +983,7 @@ impl Page {
             debug_assert_eq!(b.posted(j).load(Relaxed), 0);
         }
         self.shape.base.store(0, Relaxed);
+        self.shape.generation.store(next_generation(), Release);
         (self.shape.pairs.load(Relaxed), bitmaps::bytes(class_size(self.class())))
     }
 
@@ -923,5 +1003,316 @@ fn header_bits(first: usize, j: usize) -> usize {
     match first.saturating_sub(j * BITS) {
         n if n >= BITS => usize::MAX,
         n => (1 << n) - 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::small::arena::Arena;
+    use crate::small::segment::SmallSegment;
+    use crate::small::size_class::{class_of, classes};
+    use core::ptr::NonNull;
+
+    /// A segment and an arena of the test's own, given back at the end.
+    struct Fixture {
+        seg: NonNull<SmallSegment>,
+        arena: Arena,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture { seg: SmallSegment::create(null_mut()).unwrap(), arena: Arena::EMPTY }
+        }
+
+        fn page(&mut self, size: usize) -> &'static Page {
+            // SAFETY: the segment is the test's until `drop`.
+            let s = unsafe { &*self.seg.as_ptr() };
+            s.take_page(class_of(size), &mut self.arena).unwrap()
+        }
+
+        /// Gives `page` back (it must be empty).
+        fn release(&mut self, page: &Page) {
+            // SAFETY: the test's page, empty, in no list.
+            unsafe { self.seg.as_ref().release_page(page, &mut self.arena) };
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                return;
+            }
+            // SAFETY: the test's segment; the test released its pages.
+            unsafe {
+                assert!(self.seg.as_ref().is_unused());
+                SmallSegment::retire(self.seg);
+            }
+        }
+    }
+
+    fn pop(page: &Page) -> *mut u8 {
+        if page.has_free() {
+            return page.pop().expect("a free block refused");
+        }
+        assert!(!page.head_overwritten(), "a link was overwritten");
+        page.bump().unwrap_or(null_mut())
+    }
+
+    /// Takes back what other threads posted, expecting no double free.
+    fn take_posted(page: &Page) -> u32 {
+        // SAFETY: the test owns the page.
+        let taken = unsafe { page.take_posted(|p| panic!("double free of {p:p} reported")) };
+        assert!(!taken.undecided);
+        taken.blocks
+    }
+
+    /// Stores a link, encoded with the page's key, in the free block at `p`.
+    fn forge_link(page: &Page, p: *mut u8, index: u32) {
+        // SAFETY: `p` is a free block of the test's page.
+        unsafe { block::set_link(p, index ^ page.local.key.get()) };
+    }
+
+    #[test]
+    fn one_multiply_gives_index_and_exactness() {
+        let mut f = Fixture::new();
+        for class in classes() {
+            let size = class_size(class);
+            let page = f.page(size);
+            let view = page.view().unwrap();
+            for offset in 0..PAGE_SIZE {
+                let p = (page.base() + offset) as *mut u8;
+                let expected = (offset % size == 0).then_some(offset / size);
+                assert_eq!(page.index(p), expected, "size {size} offset {offset}");
+                assert_eq!(view.index(p), expected, "size {size} offset {offset}");
+            }
+            f.release(page);
+        }
+    }
+
+    /// The hole of the index-free design: a link overwritten after free that
+    /// decodes to a block boundary past the bump pointer made the pop hand
+    /// that block out, and the bump path hand it out again (or, past the
+    /// page's last block, a block overlapping the next page). Links are now
+    /// accepted only below `bumped`.
+    #[test]
+    fn a_link_past_the_blocks_ever_handed_out_is_never_followed() {
+        let mut f = Fixture::new();
+        let page = f.page(48);
+        for k in 0..5 {
+            let (a, b) = (pop(page), pop(page));
+            let bumped = page.local.bumped.get();
+            // The next fresh block, one further, the first past the page's
+            // last block (offset 65,520: a block overlapping the next page),
+            // and the highest.
+            let forged = [bumped, bumped + 1, page.local.capacity.get(), (PAGE_SIZE / 48) as u32, EMPTY - 1][k];
+            // SAFETY: the test owns the page; both blocks are live.
+            unsafe {
+                assert_eq!(page.free(a), Freed::Done);
+                forge_link(page, a, forged);
+            }
+            assert_eq!(page.pop(), Some(a), "the freed block itself is fine");
+            assert!(!page.has_free(), "index {forged} is past the blocks handed out");
+            assert!(page.head_overwritten(), "and reported as an overwritten link");
+            // Repair the list as the test's own doing, then give all back.
+            page.local.head.set(EMPTY);
+            // SAFETY: as above.
+            unsafe {
+                assert_eq!(page.free(a), Freed::Done);
+                assert!(matches!(page.free(b), Freed::Done | Freed::Ended));
+            }
+            while page.has_free() {
+                pop(page);
+            }
+            let bumped = page.local.bumped.get();
+            let fresh = pop(page);
+            assert_eq!(page.local.bumped.get(), bumped + 1, "a fresh block, handed out once");
+            // SAFETY: as above; everything out is freed again.
+            unsafe {
+                for i in page.first() as usize..page.local.bumped.get() as usize {
+                    let p = page.block(i);
+                    if test(page.pair(i).live.load(Relaxed), i) {
+                        page.free(p);
+                    }
+                }
+            }
+            let _ = fresh;
+        }
+        assert_eq!(page.used(), 0);
+        f.release(page);
+    }
+
+    #[test]
+    fn the_header_blocks_of_page_0_are_never_handed_out_nor_freed() {
+        let mut f = Fixture::new();
+        let page = f.page(64);
+        assert_eq!(page.base() % SEGMENT_SIZE, 0, "the first page taken is page 0");
+        let first = page.first() as usize;
+        assert!(first * 64 >= size_of::<SmallSegment>() && first > 0);
+        let a = pop(page);
+        assert_eq!(a as usize, page.base() + first * 64, "the first block past the header");
+        for i in [0, first - 1] {
+            let p = page.block(i);
+            // SAFETY: the test owns the page.
+            assert_eq!(unsafe { page.free(p) }, Freed::Claimed, "live and pending: the cold path");
+            assert!(page.in_header(p));
+            assert_eq!(page.claim(p).err(), Some(BadBlock::Invalid));
+            assert_eq!(page.check_live(p), Err(BadBlock::Invalid));
+        }
+        assert!(!page.has_pending(), "the header's bits are not claims");
+        // SAFETY: as above.
+        assert_eq!(unsafe { page.free(a) }, Freed::Ended);
+        f.release(page);
+    }
+
+    /// The owner's free and another thread's claim of block `a` in the same
+    /// instant, as they interleave: the owner reads the pending bit clear,
+    /// the other thread claims and posts the block, then the owner clears
+    /// the live bit and links the block on its free list.
+    fn race(page: &Page, a: *mut u8) {
+        let claim = page.claim(a).unwrap();
+        page.post(claim);
+        let i = page.index(a).unwrap();
+        let pair = page.pair(i);
+        pair.live.store(clear(pair.live.load(Relaxed), i), Relaxed);
+        // SAFETY: the owner's half of its free: the block is its.
+        unsafe { block::set_link(a, page.local.head.get() ^ page.local.key.get()) };
+        page.local.head.set(i as u32);
+        page.count_back();
+    }
+
+    #[test]
+    fn a_block_freed_by_its_owner_and_another_thread_at_once_has_one_owner() {
+        let mut f = Fixture::new();
+        for take_first in [true, false] {
+            let page = f.page(48);
+            let (a, b) = (pop(page), pop(page));
+            race(page, a);
+            // SAFETY: the test owns the page.
+            unsafe {
+                if !take_first {
+                    assert_eq!(page.pop(), None, "a block whose free is posted is refused");
+                    page.refuse();
+                    assert_eq!(page.used(), 2, "a block set aside counts as in use");
+                    assert_eq!(page.settle_aside(), 0, "aside while its free is posted");
+                }
+                let mut stale = std::vec::Vec::new();
+                let taken = page.take_posted(|p| stale.push(p));
+                assert_eq!((taken.blocks, stale.as_slice()), (0, &[a][..]), "one double free reported");
+                if !take_first {
+                    assert_eq!(page.settle_aside(), 1, "back on the free list");
+                    assert!(!page.returned(1));
+                }
+                let c = pop(page);
+                assert_eq!(c, a, "on the free list, once");
+                let d = pop(page);
+                assert_ne!(d, a, "nor handed out twice");
+                assert_eq!(page.free(b), Freed::Done);
+                assert_eq!(page.free(c), Freed::Done);
+                assert_eq!(page.free(d), Freed::Ended, "the page is empty");
+            }
+            assert!(!page.has_pending());
+            f.release(page);
+        }
+    }
+
+    /// A claim that read block `a` live before the owner's free of it sets
+    /// the pending bit, then sees the block free and backs out. Meanwhile
+    /// the owner may hand `a` out and free it again (its free finds the bit
+    /// set: `Claimed`), or meet it on its free list (refused). Either way
+    /// the block is set aside, and freed once the bit is clear: no valid
+    /// free is lost, no block goes missing.
+    #[test]
+    fn a_claim_backing_out_loses_no_block() {
+        let mut f = Fixture::new();
+        let page = f.page(48);
+        let a = pop(page);
+        let i = page.index(a).unwrap();
+        let pending = &page.pair(i).pending;
+        // SAFETY: the test owns the page; `a` lies in it.
+        unsafe {
+            // The owner's free while the claim holds the bit.
+            pending.fetch_or(mask(i), Relaxed);
+            assert_eq!(page.free(a), Freed::Claimed);
+            page.set_aside(a);
+            assert_eq!(page.used(), 1, "still live");
+            assert_eq!(page.settle_aside(), 0);
+            pending.fetch_and(!mask(i), Relaxed);
+            assert_eq!(page.settle_aside(), 1, "freed");
+            assert!(page.returned(1), "the page is empty");
+            assert_eq!(page.used(), 0);
+
+            // The owner's allocation while the claim holds the bit.
+            assert_eq!(pop(page), a, "on the free list");
+            assert_eq!(page.free(a), Freed::Ended);
+            pending.fetch_or(mask(i), Relaxed);
+            assert_eq!(page.pop(), None, "a pending block handed out");
+            page.refuse();
+            assert_eq!(page.used(), 1, "counted while aside");
+            pending.fetch_and(!mask(i), Relaxed);
+            assert_eq!(page.settle_aside(), 1);
+            assert!(page.returned(1), "back, and the page is empty");
+            assert_eq!(pop(page), a, "handed out again");
+            assert_eq!(page.free(a), Freed::Ended);
+        }
+        f.release(page);
+    }
+
+    /// A claim that read the page's shape before the page was given back and
+    /// assigned anew (to another class, its bitmaps maybe another page's)
+    /// must not stand, whatever it finds in the bitmaps now.
+    #[test]
+    fn a_claim_across_a_page_given_back_and_assigned_anew_backs_out() {
+        let mut f = Fixture::new();
+        let page = f.page(64);
+        let a = pop(page);
+        let stale = page.view().unwrap();
+        // SAFETY: the test owns the page.
+        assert_eq!(unsafe { page.free(a) }, Freed::Ended);
+        f.release(page);
+        assert!(page.view().is_none() || page.base() == 0);
+        let again = f.page(64);
+        assert!(core::ptr::eq(again, page), "the same page, assigned anew");
+        let b = pop(again);
+        assert_eq!(b, a, "the same block, live again");
+        assert_eq!(page.claim_in(stale, a).err(), Some(BadBlock::DoubleFree), "the stale claim backs out");
+        let i = again.index(b).unwrap();
+        assert!(!test(again.pair(i).pending.load(Relaxed), i), "and leaves no pending bit");
+        // A claim with the page's current shape stands.
+        let claim = again.claim(b).unwrap();
+        again.post(claim);
+        assert_eq!(take_posted(again), 1);
+        assert!(again.returned(1));
+        f.release(again);
+    }
+
+    #[test]
+    fn posted_blocks_come_back_a_word_at_a_time() {
+        let mut f = Fixture::new();
+        let page = f.page(16);
+        let blocks: std::vec::Vec<*mut u8> = (0..200).map(|_| pop(page)).collect();
+        for &p in blocks.iter().step_by(3) {
+            let claim = page.claim(p).unwrap();
+            assert!(page.claim(p).is_err(), "claimed once");
+            page.post(claim);
+        }
+        let n = blocks.iter().step_by(3).count() as u32;
+        assert!(page.has_pending());
+        assert_eq!(take_posted(page), n);
+        assert!(!page.returned(n));
+        assert_eq!(page.used(), 200 - n as usize);
+        assert!(!page.has_pending());
+        for (k, &p) in blocks.iter().enumerate() {
+            let expected = if k % 3 == 0 { Err(BadBlock::DoubleFree) } else { Ok(()) };
+            assert_eq!(page.check_live(p), expected);
+        }
+        // SAFETY: the test owns the page.
+        unsafe {
+            for &p in blocks.iter().skip(1).step_by(3).chain(blocks.iter().skip(2).step_by(3)) {
+                page.free(p);
+            }
+        }
+        assert_eq!(page.used(), 0);
+        f.release(page);
     }
 }

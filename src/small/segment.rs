@@ -285,3 +285,181 @@ impl SmallSegment {
         (start, base + PAGE_SIZE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::error::BadBlock;
+    use crate::small::page::Freed;
+    use crate::small::size_class::class_of;
+
+    fn pop(page: &Page) -> *mut u8 {
+        if page.has_free() { page.pop().expect("refused") } else { page.bump().unwrap_or(null_mut()) }
+    }
+
+    #[test]
+    fn pages_hand_out_distinct_blocks_and_detect_bad_frees() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        let mut arena = Arena::EMPTY;
+        // SAFETY: the segment is ours for the test, until retired below.
+        let s = unsafe { seg.as_ref() };
+        let _page0 = s.take_page(class_of(16 * 1024), &mut arena).unwrap();
+        let page = s.take_page(class_of(48), &mut arena).unwrap();
+        let a = pop(page);
+        let b = pop(page);
+        assert_eq!(a as usize, page.base(), "blocks start at the page");
+        assert_eq!(b as usize - a as usize, 48);
+        assert_eq!(page.check_live(a), Ok(()));
+        // SAFETY: `a + 8` is inside a live block.
+        assert_eq!(page.claim(unsafe { a.add(8) }).err(), Some(BadBlock::Invalid));
+        assert_eq!(page.claim((b as usize + 48) as *mut u8).err(), Some(BadBlock::Invalid), "never handed out");
+        // SAFETY: the test owns the page; the pointers lie in it.
+        unsafe {
+            assert_eq!(page.free((b as usize + 48) as *mut u8), Freed::NotLive, "never handed out");
+            assert_eq!(page.why_not((b as usize + 48) as *mut u8), BadBlock::Invalid);
+            assert_eq!(page.free(a.add(8)), Freed::Invalid);
+            assert_eq!(page.free(a), Freed::Done);
+            assert_eq!(page.free(a), Freed::NotLive);
+            assert_eq!(page.why_not(a), BadBlock::DoubleFree);
+        }
+        assert_eq!(page.claim(a).err(), Some(BadBlock::DoubleFree), "freed by the owner already");
+        assert_eq!(page.check_live(a), Err(BadBlock::DoubleFree));
+        assert_eq!(pop(page), a, "freed blocks are reused first");
+
+        // Another thread frees `b`: claimed once, then a double free for any
+        // other thread until the owner takes it back; the owner's own free
+        // waits for the claim's fate (`Claimed`), and the block stays live.
+        let claim = page.claim(b).unwrap();
+        assert_eq!(page.claim(b).err(), Some(BadBlock::DoubleFree));
+        assert_eq!(page.check_live(b), Ok(()));
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(page.free(b), Freed::Claimed);
+            page.post(claim);
+            let taken = page.take_posted(|p| panic!("{p:p} reported"));
+            assert_eq!(taken.blocks, 1);
+            assert!(!page.returned(1));
+            assert_eq!(page.claim(b).err(), Some(BadBlock::DoubleFree), "free again");
+            assert_eq!(page.free(a), Freed::Ended, "the page became empty");
+            s.release_page(page, &mut arena);
+        }
+        assert!(!s.is_unused());
+        // SAFETY: page 0 holds no block.
+        unsafe { s.release_page(_page0, &mut arena) };
+        assert!(s.is_unused());
+        // SAFETY: nothing uses the segment any more.
+        unsafe { SmallSegment::retire(seg) };
+    }
+
+    #[test]
+    fn a_late_free_reads_the_mapped_header_of_a_retired_segment() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        let mut arena = Arena::EMPTY;
+        // SAFETY: the segment is ours for the test until retired; after
+        // that only what a late free reads is read.
+        unsafe {
+            let page = seg.as_ref().take_page(class_of(48), &mut arena).unwrap();
+            let a = pop(page);
+            assert_eq!(page.free(a), Freed::Ended);
+            seg.as_ref().release_page(page, &mut arena);
+            SmallSegment::retire(seg);
+            // A free that passed the map test before the retirement goes on
+            // to read the header and the page descriptor: mapped (this
+            // faulted when the whole segment was unmapped), and no block is
+            // live; the bitmaps, in the arena, stay mapped too.
+            let (s, page) = SmallSegment::page_of(a);
+            assert_eq!(s, seg.as_ptr());
+            assert!((*page).claim(a).is_err());
+            assert!((*page).check_live(a).is_err());
+        }
+        // The next segment may take the tombstone's addresses again.
+        let next = SmallSegment::create(null_mut()).unwrap();
+        // SAFETY: the new segment is empty and ours.
+        unsafe { SmallSegment::retire(next) };
+    }
+
+    #[test]
+    fn empty_only_when_every_page_emptied_and_still_is() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        let mut arena = Arena::EMPTY;
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let a = s.take_page(class_of(64), &mut arena).unwrap();
+        let b = s.take_page(class_of(64), &mut arena).unwrap();
+        let (x, y) = (pop(a), pop(b));
+        // SAFETY: the test owns the pages; the blocks are live.
+        unsafe {
+            assert_eq!(a.free(x), Freed::Ended);
+            s.note_emptied(a);
+            assert!(!s.is_empty(), "page b holds a block");
+            assert_eq!(b.free(y), Freed::Ended);
+            s.note_emptied(b);
+            assert!(s.is_empty());
+            // Allocated from again: the bit stays, the scan sees the block.
+            let z = pop(a);
+            assert!(!s.is_empty());
+            assert_eq!(s.emptied.get() & (1 << s.index_of(a)), 0, "found in use, bit cleared");
+            assert_eq!(a.free(z), Freed::Ended);
+            s.note_emptied(a);
+            assert!(s.is_empty());
+            s.release_page(a, &mut arena);
+            s.release_page(b, &mut arena);
+            assert_eq!(s.emptied.get(), 0);
+            SmallSegment::retire(seg);
+        }
+    }
+
+    #[test]
+    fn a_page_in_the_ring_empties_silently_and_stays_found_empty() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        let mut arena = Arena::EMPTY;
+        // SAFETY: the segment is ours for the test, until destroyed below.
+        let s = unsafe { seg.as_ref() };
+        let _page0 = s.take_page(class_of(64), &mut arena).unwrap();
+        let a = s.take_page(class_of(64), &mut arena).unwrap();
+        let b = s.take_page(class_of(64), &mut arena).unwrap();
+        let y = pop(b);
+        // SAFETY: the test owns the pages; the blocks are live.
+        unsafe {
+            s.note_emptied(_page0);
+            let x = pop(a);
+            assert_eq!(a.free(x), Freed::Ended, "first emptying ends the countdown");
+            s.note_emptied(a);
+            a.set_in_ring(true);
+            let (x, z) = (pop(a), pop(a));
+            assert_eq!(a.used(), 2);
+            assert!(!s.is_empty());
+            assert_eq!(a.free(x), Freed::Done);
+            assert_eq!(a.free(z), Freed::Done, "in the ring: emptying again is silent");
+            assert_eq!(a.used(), 0);
+            assert_eq!(b.free(y), Freed::Ended);
+            s.note_emptied(b);
+            assert!(s.is_empty(), "a kept its bit while found in use in the ring");
+            // Out of the ring, the count is plain again: the next emptying
+            // is reported.
+            let x = pop(a);
+            a.set_in_ring(false);
+            assert_eq!(a.used(), 1);
+            assert_eq!(a.free(x), Freed::Ended);
+            // A full page in the ring: the free that reaches it ends the
+            // countdown, and its count keeps the ring's slack.
+            a.set_in_ring(true);
+            let blocks: std::vec::Vec<*mut u8> = (0..2000).map(|_| pop(a)).collect();
+            let n = blocks.iter().take_while(|p| !p.is_null()).count();
+            assert_eq!(n, a.blocks());
+            a.set_full();
+            assert_eq!(a.free(blocks[0]), Freed::Ended);
+            a.clear_full(1);
+            assert_eq!(a.used(), n - 1);
+            for &p in &blocks[1..n] {
+                assert_eq!(a.free(p), Freed::Done);
+            }
+            assert_eq!(a.used(), 0);
+            a.set_in_ring(false);
+            s.release_page(_page0, &mut arena);
+            s.release_page(a, &mut arena);
+            s.release_page(b, &mut arena);
+            SmallSegment::retire(seg);
+        }
+    }
+}

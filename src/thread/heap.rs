@@ -641,4 +641,29 @@ mod tests {
         // SAFETY: as above.
         assert!(!unsafe { heap.free(null_mut()) });
     }
+
+    /// Pages given back leave the table by address: a stale pointer into
+    /// them (a page returned to its segment, or a whole segment returned,
+    /// its header a tombstone) is never taken for a block of the heap.
+    #[test]
+    fn a_page_given_back_leaves_the_table() {
+        std::thread::spawn(|| {
+            let heap = super::super::pool::heap();
+            assert!(!heap.is_null());
+            // SAFETY: heaps are never freed.
+            let heap = unsafe { &*heap };
+            // 6 MiB of 1000-byte blocks: two segments at least.
+            let blocks: std::vec::Vec<usize> = (0..6000).map(|_| crate::api::alloc::alloc(1000, 8) as usize).collect();
+            assert!(blocks.iter().all(|&p| heap.tables.page_of(p as *mut u8).is_some()));
+            // SAFETY: the blocks are live and forgotten after this.
+            blocks.iter().for_each(|&p| unsafe { crate::api::alloc::free(p as *mut u8) });
+            // SAFETY: the thread holds its heap.
+            unsafe { heap.owner() }.trim();
+            for &p in &blocks {
+                assert!(heap.tables.page_of(p as *mut u8).is_none(), "{p:#x} still in the table");
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }
