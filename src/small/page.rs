@@ -448,7 +448,10 @@ impl Page {
             return Err(if i < view.first { BadBlock::Invalid } else { BadBlock::DoubleFree });
         }
         if !test(pair.live.load(Acquire), i) || self.shape.generation.load(SeqCst) != view.generation {
-            pair.pending.fetch_and(!mask(i), Relaxed);
+            // SeqCst: before the caller's look at its heap's ownership (a
+            // thread giving the heap up may have left this claim to it:
+            // see `Heap::abandon`).
+            pair.pending.fetch_and(!mask(i), SeqCst);
             return Err(BadBlock::DoubleFree);
         }
         Ok(Claim { posted: view.bitmaps.posted(word(i)), mask: mask(i) })
@@ -497,6 +500,13 @@ impl Page {
 
     pub fn set_next_announced(&self, next: *mut Page) {
         self.shape.next_announced.store(next, Relaxed);
+    }
+
+    /// Whether a block of the page is posted and not yet taken back (for a
+    /// thread that gave the heap up a moment ago: see `Heap::abandon`).
+    pub fn has_posted(&self) -> bool {
+        let b = self.bitmaps();
+        (0..b.words()).any(|j| b.posted(j).load(SeqCst) != 0)
     }
 
     pub fn is_announced(&self) -> bool {
@@ -578,8 +588,14 @@ impl Page {
     /// be written by the claimer: the page must not be given back, even if
     /// it looks empty. Called only when the page is to be given back.
     pub fn has_pending(&self) -> bool {
+        self.is_announced() || self.has_claims()
+    }
+
+    /// Whether a pending bit is set (a claim not yet taken back, or
+    /// deciding), but for the header's blocks.
+    pub fn has_claims(&self) -> bool {
         let b = self.bitmaps();
-        self.is_announced() || (0..b.words()).any(|j| self.claims_in(b.pair(j), j) != 0)
+        (0..b.words()).any(|j| self.claims_in(b.pair(j), j) != 0)
     }
 
     /// Whether `p` is a live block (for `realloc` and `malloc_usable_size`,

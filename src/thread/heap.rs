@@ -18,7 +18,7 @@
 //! Threads that have no heap yet see [`EMPTY_HEAP`]: its tables send every
 //! allocation and free to the slow path, so the fast paths test nothing.
 
-use super::remote::Remote;
+use super::remote::{Remote, Undecided};
 use super::tables::Tables;
 use crate::diag::counters::{Countdown, Counter};
 use crate::diag::error::{self, BadBlock, Misuse, Op};
@@ -590,16 +590,18 @@ impl Owner<'_> {
     }
 
     /// [`Self::trim`], and from now on pages go back as they empty (the
-    /// heap has no thread to reuse them).
-    pub(super) fn give_back(&mut self) {
+    /// heap has no thread to reuse them); the pages with claims still
+    /// undecided.
+    pub(super) fn give_back(&mut self) -> Undecided {
         // After the ring is emptied: a page in the ring must be released
         // from there, once.
-        self.release_cached();
+        let undecided = self.release_cached();
         self.local().abandoned = true;
+        undecided
     }
 
-    fn release_cached(&mut self) {
-        self.drain();
+    fn release_cached(&mut self) -> Undecided {
+        let (_, undecided) = self.drain();
         for slot in 0..RETAINED_EMPTY_PAGES {
             let page = core::mem::replace(&mut self.local().ring[slot], null_mut());
             if !page.is_null() {
@@ -612,6 +614,7 @@ impl Owner<'_> {
             self.release_segment(spare);
         }
         self.local().arena.purge();
+        undecided
     }
 
     /// A new thread takes the heap over.

@@ -63,21 +63,27 @@ impl Remote {
         self.taken.load(Ordering::SeqCst)
     }
 
-    /// Pushes `page`, which its caller just marked announced.
-    fn push(&self, page: &Page) {
+    /// Pushes `page`, which its caller just marked announced; returns the
+    /// page it now lies on (null: the stack was empty).
+    fn push(&self, page: &Page) -> *mut Page {
         let ptr = page as *const Page as *mut Page;
         let mut head = self.announced.load(Ordering::Relaxed);
         loop {
             page.set_next_announced(head);
             match self.announced.compare_exchange_weak(head, ptr, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return,
+                Ok(_) => return head,
                 Err(now) => head = now,
             }
         }
     }
 
+    /// The stack's top page (null: empty).
+    fn head(&self) -> *mut Page {
+        self.announced.load(Ordering::SeqCst)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.announced.load(Ordering::SeqCst).is_null()
+        self.head().is_null()
     }
 
     /// Takes every announced page (for the owner).
@@ -106,23 +112,35 @@ pub unsafe fn free_remote(heap: *const Heap, page: &Page, p: *mut u8) {
                 heap.remote.push(page);
             }
             page.post(claim);
-            // Pairs with `abandon`: either its last look at the stack sees
-            // the page, or we see that the heap has no owner and take the
-            // block back ourselves.
-            if !heap.is_owned() && heap.try_take() {
-                // SAFETY: we hold the heap now.
-                unsafe { heap.abandon() };
-            }
+            heap.take_if_abandoned();
         }
         Err(bad) => {
             let size = Some(page.block_size()).filter(|&s| s != 0);
             let kind = if page.in_header(p) { BadBlock::Invalid } else { bad };
             error::report_bad(kind, Op::Free, p, size);
+            // A claim that backed out may be the undecided one a thread
+            // giving the heap up left to it (see `abandon`).
+            if !heap.is_null() {
+                // SAFETY: heaps are immortal.
+                unsafe { &*heap }.take_if_abandoned();
+            }
         }
     }
 }
 
 impl Heap {
+    /// If the heap has no owner, takes it and takes back what was posted:
+    /// the end of every free into another heap. Pairs with `abandon`
+    /// (SeqCst on both sides): either its look at the stack after it lets
+    /// go sees our post (or our claim backed out), or we see that the heap
+    /// has no owner.
+    fn take_if_abandoned(&self) {
+        if !self.is_owned() && self.try_take() {
+            // SAFETY: we hold the heap now.
+            unsafe { self.abandon() };
+        }
+    }
+
     /// Gives up ownership: takes back what was posted, returns every empty
     /// page, keeps the live blocks for the next owner.
     ///
@@ -131,14 +149,72 @@ impl Heap {
     pub unsafe fn abandon(&self) {
         loop {
             // SAFETY: per the contract (and after `try_take` below).
-            unsafe { self.owner() }.give_back();
+            let undecided = unsafe { self.owner() }.give_back();
             self.remote.release();
-            // A page announced after the look above, whose poster saw the
-            // heap still owned, must not wait for the next owner.
-            if self.remote.is_empty() || !self.try_take() {
+            // A page announced after the look above, or a claim that was
+            // undecided then and posted before the release (its thread saw
+            // the heap still owned), must not wait for the next owner. Claims
+            // still undecided now will find the heap unowned and take their
+            // blocks back themselves: waiting for them would spin for as long
+            // as their threads are preempted.
+            let head = self.remote.head();
+            if head.is_null() || undecided.only(head) || !self.try_take() {
                 return;
             }
         }
+    }
+}
+
+/// Pages announced again by a drain because a claim on them was undecided
+/// (pending, not yet posted), so that `abandon` can tell them from new work.
+pub(super) struct Undecided {
+    pages: [*const Page; WATCHED],
+    n: usize,
+    /// The stack holds these pages alone, the last pushed on top (each push
+    /// lay on the one before, the first on an empty stack).
+    alone: bool,
+}
+
+/// Pages with undecided claims a drain keeps track of: one or two is what a
+/// thread exiting while others free its blocks meets; more, and `abandon`
+/// takes the heap back once more.
+const WATCHED: usize = 4;
+
+impl Undecided {
+    fn new() -> Self {
+        Undecided { pages: [null_mut(); WATCHED], n: 0, alone: true }
+    }
+
+    /// `page` was announced again: pushed by the drain if `below` is the
+    /// page it now lies on, or left to a claimer that announced it first
+    /// (`None`).
+    fn note(&mut self, page: &Page, below: Option<*mut Page>) {
+        let expected = if self.n == 0 { null_mut() } else { self.pages[self.n - 1].cast_mut() };
+        if below != Some(expected) || self.n == WATCHED {
+            self.alone = false;
+            return;
+        }
+        self.pages[self.n] = page;
+        self.n += 1;
+    }
+
+    /// Whether, with the stack's top page `head` read after the heap was
+    /// given up, the stack holds nothing but these pages, none of them has a
+    /// posted block, and each still has a claim deciding (read after the
+    /// release too: a claimer posts, or backs out, then reads the ownership
+    /// flag, SeqCst on both sides). Then the claims' threads take care of
+    /// the rest.
+    fn only(&self, head: *mut Page) -> bool {
+        self.alone
+            && self.n != 0
+            && core::ptr::eq(head, self.pages[self.n - 1])
+            && self.pages[..self.n].iter().all(|&p| {
+                // SAFETY: the pages are on the stack (announced: not given
+                // back) or were a moment ago; descriptors and bitmaps stay
+                // mapped.
+                let p = unsafe { &*p };
+                !p.has_posted() && p.has_claims()
+            })
     }
 }
 
@@ -146,15 +222,16 @@ impl Owner<'_> {
     /// Takes back what other threads posted, if any page is announced; true
     /// if a block came back.
     pub(super) fn drain_if_any(&mut self) -> bool {
-        !self.heap.remote.is_empty() && self.drain() != 0
+        !self.heap.remote.is_empty() && self.drain().0 != 0
     }
 
     /// Takes back the blocks other threads posted, page by page; returns
-    /// how many. A posted block that is no longer live was freed by the
-    /// owner in the same instant (see `Page::free`): reported, a double free.
-    pub(super) fn drain(&mut self) -> u32 {
+    /// how many, and the pages announced again for claims still undecided.
+    /// A posted block that is no longer live was freed by the owner in the
+    /// same instant (see `Page::free`): reported, a double free.
+    pub(super) fn drain(&mut self) -> (u32, Undecided) {
         let mut page = self.heap.remote.take_all();
-        let mut blocks = 0;
+        let (mut blocks, mut undecided) = (0, Undecided::new());
         while !page.is_null() {
             // SAFETY: only pages of this heap are announced, and an
             // announced page is not given back.
@@ -171,14 +248,15 @@ impl Owner<'_> {
             if p.returned(taken.blocks) {
                 self.countdown_ended(p, taken.blocks);
             }
-            if taken.undecided && p.announce() {
-                self.heap.remote.push(p);
+            if taken.undecided {
+                let below = p.announce().then(|| self.heap.remote.push(p));
+                undecided.note(p, below);
             }
             page = next;
         }
         if !self.local().aside_pages.is_null() {
             self.settle_aside();
         }
-        blocks
+        (blocks, undecided)
     }
 }
