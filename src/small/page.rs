@@ -980,12 +980,36 @@ impl Page {
         self.shape.generation.store(next_generation(), Release);
     }
 
-    /// Makes every pointer into the page fail validation (the page is
-    /// free), and returns its bitmaps, all zero again, for the heap's arena.
-    pub(super) fn unassign(&self) -> (*mut Pair, usize) {
-        // SeqCst: a claim that set a pending bit in these bitmaps after this
-        // sees the generation change and backs out.
+    /// Starts giving the (empty) page back: changes its generation to
+    /// [`CHANGING`], then checks that no claim is pending and the page is
+    /// not announced; if one is, the page stays (in a new generation) and
+    /// the answer is false. In this order, SeqCst on both sides: a claim
+    /// that read the generation before, and sets its pending bit after the
+    /// check, sees the change and backs out; else the check sees its bit.
+    /// (Checked the other way round, such a claim could stand on the block's
+    /// next life, once the page is assigned anew: the loom model
+    /// `a_claim_across_the_page_given_back_backs_out` finds that.) An empty
+    /// page has no live block, so no claim that stands is lost by the
+    /// change.
+    pub fn begin_release(&self) -> bool {
         self.shape.generation.store(CHANGING, SeqCst);
+        if self.has_pending() {
+            self.abort_release();
+            return false;
+        }
+        true
+    }
+
+    /// The page stays after [`Self::begin_release`] after all.
+    pub fn abort_release(&self) {
+        self.shape.generation.store(next_generation(), Release);
+    }
+
+    /// Makes every pointer into the page fail validation (the page is
+    /// free), and returns its bitmaps, all zero again, for the heap's arena
+    /// (after [`Self::begin_release`]).
+    pub(super) fn unassign(&self) -> (*mut Pair, usize) {
+        debug_assert_eq!(self.shape.generation.load(Relaxed), CHANGING, "begin_release first");
         self.shape.reciprocal.store(0, Relaxed);
         self.shape.size.store(0, Relaxed);
         let b = self.bitmaps();
@@ -1049,6 +1073,7 @@ mod tests {
 
         /// Gives `page` back (it must be empty).
         fn release(&mut self, page: &Page) {
+            assert!(page.begin_release(), "no claim pending");
             // SAFETY: the test's page, empty, in no list.
             unsafe { self.seg.as_ref().release_page(page, &mut self.arena) };
         }

@@ -258,8 +258,8 @@ impl SmallSegment {
     /// zero when reused.
     ///
     /// # Safety
-    /// `page` is a page of this segment with no live or pending block and in
-    /// no list; `arena` is its heap's.
+    /// `page` is a page of this segment with no live block, whose
+    /// `begin_release` said yes, and in no list; `arena` is its heap's.
     pub unsafe fn release_page(&self, page: &Page, arena: &mut Arena) {
         // SAFETY: per the contract.
         let (start, end) = unsafe { self.free_page(page, arena) };
@@ -341,11 +341,15 @@ mod tests {
             assert!(!page.returned(1));
             assert_eq!(page.claim(b).err(), Some(BadBlock::DoubleFree), "free again");
             assert_eq!(page.free(a), Freed::Ended, "the page became empty");
+            assert!(page.begin_release());
             s.release_page(page, &mut arena);
         }
         assert!(!s.is_unused());
         // SAFETY: page 0 holds no block.
-        unsafe { s.release_page(_page0, &mut arena) };
+        unsafe {
+            assert!(_page0.begin_release());
+            s.release_page(_page0, &mut arena);
+        };
         assert!(s.is_unused());
         // SAFETY: nothing uses the segment any more.
         unsafe { SmallSegment::retire(seg) };
@@ -361,6 +365,7 @@ mod tests {
             let page = seg.as_ref().take_page(class_of(48), &mut arena).unwrap();
             let a = pop(page);
             assert_eq!(page.free(a), Freed::Ended);
+            assert!(page.begin_release());
             seg.as_ref().release_page(page, &mut arena);
             SmallSegment::retire(seg);
             // A free that passed the map test before the retirement goes on
@@ -402,7 +407,9 @@ mod tests {
             assert_eq!(a.free(z), Freed::Ended);
             s.note_emptied(a);
             assert!(s.is_empty());
+            assert!(a.begin_release());
             s.release_page(a, &mut arena);
+            assert!(b.begin_release());
             s.release_page(b, &mut arena);
             assert_eq!(s.emptied.get(), 0);
             SmallSegment::retire(seg);
@@ -456,8 +463,11 @@ mod tests {
             }
             assert_eq!(a.used(), 0);
             a.set_in_ring(false);
+            assert!(_page0.begin_release());
             s.release_page(_page0, &mut arena);
+            assert!(a.begin_release());
             s.release_page(a, &mut arena);
+            assert!(b.begin_release());
             s.release_page(b, &mut arena);
             SmallSegment::retire(seg);
         }

@@ -14,7 +14,7 @@ impl Owner<'_> {
         // SAFETY: pages in the ring are live pages of this heap.
         let p = unsafe { &*page };
         p.set_in_ring(false);
-        if p.used() != 0 || p.has_pending() || p.has_aside() {
+        if p.used() != 0 || p.has_aside() || !p.begin_release() {
             return;
         }
         self.unlink(p);
@@ -42,8 +42,16 @@ impl Owner<'_> {
         self.heap.counters.allocations[page.class()].add(page.allocations() as usize);
     }
 
-    /// Unmaps a segment none of whose pages holds a block.
+    /// Unmaps a segment none of whose pages holds a block (unless a claim
+    /// on one of them appears meanwhile: the segment stays then).
     pub(super) fn release_segment(&mut self, seg: *mut SmallSegment) {
+        // SAFETY: `seg` is a live segment of this heap.
+        let s = unsafe { &*seg };
+        let started = s.assigned_pages().take_while(|p| p.begin_release()).count();
+        if started != s.assigned_pages().count() {
+            s.assigned_pages().take(started).for_each(Page::abort_release);
+            return;
+        }
         // SAFETY: `seg` is a live segment of this heap; its pages are empty,
         // so each is in its class queue (never full) and maybe in the ring.
         unsafe {
