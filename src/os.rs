@@ -75,14 +75,26 @@ fn map_aligned_uncounted(size: usize, align: usize) -> *mut u8 {
             return start as *mut u8;
         }
     }
-    // Near exhaustion of the address space the padded request fails although a
-    // well-placed exact one could succeed: take it if it happens to be aligned.
+    // Near exhaustion of the address space (or of `RLIMIT_AS`) the padded
+    // request fails although a well-placed exact one could succeed: the
+    // kernel's choice for an exact one shows a hole; take it if it happens
+    // to be aligned, else try the aligned addresses on either side of it.
     let raw = map(size);
-    if raw as usize & (align - 1) == 0 {
+    if raw.is_null() || raw as usize & (align - 1) == 0 {
         return raw;
     }
-    // SAFETY: `raw` (if not null) is the mapping just made, unused.
+    // SAFETY: `raw` is the mapping just made, unused.
     unsafe { trim(raw, size) };
+    let below = raw as usize & !(align - 1);
+    for at in [below + align, below] {
+        let p = map_raw(at as *mut u8, size, libc::MAP_FIXED_NOREPLACE);
+        if p as usize == at {
+            return p;
+        }
+        // SAFETY: a mapping made elsewhere (a kernel that took the flag for
+        // a hint), unused.
+        unsafe { trim(p, size) };
+    }
     null_mut()
 }
 

@@ -1,15 +1,20 @@
 //! One bit per segment-aligned address of the whole user address space: set
-//! while a segment of ours starts there. `free` of any pointer first asks this
-//! map, so a pointer we never returned is recognised without reading memory
-//! that may not be mapped.
+//! while a segment of ours starts there. `free` of any pointer that is not a
+//! block of the calling thread's own pages first asks this map, so a pointer
+//! we never returned is recognised without reading memory that may not be
+//! mapped.
 //!
-//! The map lives in `.bss`: its pages stay untouched (and cost no memory)
-//! except where segments exist. On x86_64 it covers the 47-bit user address
-//! space at 4 MiB granularity, which is 4 MiB of virtual space; on i686 (2 MiB
-//! segments) it is 256 bytes.
+//! Two levels: a root in `.bss` (4 KiB on x86_64, one word on i686) of
+//! leaves mapped the first time a segment lands in their range and kept for
+//! good. x86_64's 47-bit address space at 4 MiB granularity is 2^25 bits:
+//! flat, 4 MiB of `.bss` that `RLIMIT_AS` counts in full (0.4 % of the
+//! seed's test 6 under 1 GiB); a leaf of 8 KiB covers 256 GiB. On i686 the
+//! one leaf is 256 bytes.
 
 use super::SEGMENT_SHIFT;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::os::{self, OS_PAGE};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// User-space addresses on x86_64 (4-level paging) and i686 fit this many bits.
 /// Linux hands out addresses above 2^47 only to callers that ask for them.
@@ -17,18 +22,59 @@ const ADDRESS_BITS: u32 = if usize::BITS == 64 { 47 } else { 32 };
 
 const SEGMENTS: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 const WORD_BITS: usize = usize::BITS as usize;
+/// Segments a leaf covers: 2^16 on x86_64 (8 KiB of bits), all on i686.
+const LEAF_SEGMENTS: usize = if usize::BITS == 64 { 1 << 16 } else { SEGMENTS };
+const LEAVES: usize = SEGMENTS / LEAF_SEGMENTS;
+const LEAF_WORDS: usize = LEAF_SEGMENTS / WORD_BITS;
 
-static MAP: [AtomicUsize; SEGMENTS / WORD_BITS] = [const { AtomicUsize::new(0) }; SEGMENTS / WORD_BITS];
+type Leaf = [AtomicUsize; LEAF_WORDS];
 
-fn slot(segment: usize) -> Option<(&'static AtomicUsize, usize)> {
+static ROOT: [AtomicPtr<Leaf>; LEAVES] = [const { AtomicPtr::new(null_mut()) }; LEAVES];
+
+/// The leaf and bit of the segment at `segment`, if its leaf exists (or,
+/// with `create`, could be made).
+fn slot(segment: usize, create: bool) -> Option<(&'static AtomicUsize, usize)> {
     let index = segment >> SEGMENT_SHIFT;
-    let word = MAP.get(index / WORD_BITS)?;
-    Some((word, 1 << (index % WORD_BITS)))
+    let root = ROOT.get(index / LEAF_SEGMENTS)?;
+    let mut leaf = root.load(Ordering::Acquire);
+    if leaf.is_null() && create {
+        leaf = make_leaf(root);
+    }
+    // SAFETY: leaves are mapped for good once published; zero is a valid
+    // leaf (no segment).
+    let leaf = unsafe { leaf.as_ref()? };
+    let i = index % LEAF_SEGMENTS;
+    Some((&leaf[i / WORD_BITS], 1 << (i % WORD_BITS)))
 }
 
-/// Records that a segment starts at `segment` (segment-aligned).
+/// Maps a leaf for `root` (or finds the one another thread just made); null
+/// when no memory is left, and then no segment could have been made there.
+#[cold]
+fn make_leaf(root: &AtomicPtr<Leaf>) -> *mut Leaf {
+    let bytes = size_of::<Leaf>().next_multiple_of(OS_PAGE);
+    let leaf = os::map_aligned(bytes, OS_PAGE).cast::<Leaf>();
+    if leaf.is_null() {
+        return leaf;
+    }
+    match root.compare_exchange(null_mut(), leaf, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => leaf,
+        Err(theirs) => {
+            // SAFETY: our leaf was never published.
+            unsafe { os::unmap(leaf.cast(), bytes) };
+            theirs
+        }
+    }
+}
+
+/// Makes sure the map has room for a segment at `segment` (its leaf):
+/// false when no memory is left for it.
+pub fn prepare(segment: usize) -> bool {
+    slot(segment, true).is_some()
+}
+
+/// Records that a segment starts at `segment` (segment-aligned, prepared).
 pub fn insert(segment: usize) {
-    if let Some((word, bit)) = slot(segment) {
+    if let Some((word, bit)) = slot(segment, true) {
         // Release: a thread that sees the bit also sees the segment's header.
         word.fetch_or(bit, Ordering::Release);
     }
@@ -36,7 +82,7 @@ pub fn insert(segment: usize) {
 
 /// Forgets the segment at `segment`, before its memory is unmapped.
 pub fn remove(segment: usize) {
-    if let Some((word, bit)) = slot(segment) {
+    if let Some((word, bit)) = slot(segment, false) {
         word.fetch_and(!bit, Ordering::Release);
     }
 }
@@ -44,12 +90,7 @@ pub fn remove(segment: usize) {
 /// Whether a segment of ours starts at `segment` (segment-aligned).
 #[inline(always)]
 pub fn contains(segment: usize) -> bool {
-    let index = segment >> SEGMENT_SHIFT;
-    match MAP.get(index / WORD_BITS) {
-        // A shift by the index modulo the word size: one `bt` on x86.
-        Some(word) => (word.load(Ordering::Acquire) >> (index % WORD_BITS)) & 1 != 0,
-        None => false,
-    }
+    slot(segment, false).is_some_and(|(word, bit)| word.load(Ordering::Acquire) & bit != 0)
 }
 
 /// Segments longer than one `SEGMENT_SIZE` slot whose blocks may start past
@@ -103,6 +144,8 @@ mod tests {
         remove(a);
         assert!(!contains(a));
         assert!(!contains(usize::MAX & !(SEGMENT_SIZE - 1)));
+        // A range whose leaf no segment has made yet.
+        assert!(!contains(SEGMENT_SIZE << 40));
     }
 
     #[test]

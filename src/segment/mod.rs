@@ -51,12 +51,21 @@ pub fn create(kind: Kind, size: usize) -> Option<NonNull<SegmentHeader>> {
     Some(base)
 }
 
-/// Maps `size` bytes aligned to a segment (null when the system refuses).
-/// Out of address space, the tombstones' headers go first: on i686, one
-/// every few segments leaves no room for a long mapping.
+/// Maps `size` bytes aligned to a segment, with room for it in the segment
+/// map (null when the system refuses). Out of address space, the
+/// tombstones' headers go first: on i686, one every few segments leaves no
+/// room for a long mapping.
 pub fn map(size: usize) -> *mut u8 {
-    let p = os::map_aligned(size, SEGMENT_SIZE);
-    if p.is_null() && tombstones::release_all() { os::map_aligned(size, SEGMENT_SIZE) } else { p }
+    let mut p = os::map_aligned(size, SEGMENT_SIZE);
+    if p.is_null() && tombstones::release_all() {
+        p = os::map_aligned(size, SEGMENT_SIZE);
+    }
+    if !p.is_null() && !map::prepare(p as usize) {
+        // SAFETY: the mapping was just made and nothing refers to it.
+        unsafe { os::unmap(p, size) };
+        return core::ptr::null_mut();
+    }
+    p
 }
 
 /// Whether blocks of the segment may start past its first slot, so that

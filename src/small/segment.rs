@@ -36,6 +36,9 @@ pub struct SmallSegment {
     pub heap: *const Heap,
     /// Bit i set: page i is free (read by the statistics).
     free_pages: AtomicU64,
+    /// Bit i set: page i is mapped (all of them but in a segment made short
+    /// when the address space ran out: see [`Self::create`]).
+    mapped_pages: u64,
     /// Bit i set: assigned page i became empty since it was assigned, and
     /// may still be (see [`Self::is_empty`]).
     emptied: Cell<u64>,
@@ -58,7 +61,14 @@ const _: () = assert!(
     HEADER_PAGES + OS_PAGE + MAX_SMALL <= PAGE_SIZE,
     "page 0 must hold a block of every class, past a guard page"
 );
-const ALL_PAGES: u64 = if PAGES_PER_SEGMENT == 64 { u64::MAX } else { (1 << PAGES_PER_SEGMENT) - 1 };
+/// The mask of the first `n` pages.
+const fn first_pages(n: usize) -> u64 {
+    if n == 64 { u64::MAX } else { (1 << n) - 1 }
+}
+
+/// The shortest segment made when a whole one cannot be mapped: page 0 (the
+/// header's) and one more.
+const MIN_PAGES: usize = 2;
 
 /// Every small segment, for the statistics, which read their pages'
 /// counters: a segment leaves the list (under the lock) before it is
@@ -71,10 +81,19 @@ struct Registry(*mut SmallSegment);
 unsafe impl Send for Registry {}
 
 impl SmallSegment {
-    /// Maps a segment whose pages will belong to `heap`.
+    /// Maps a segment whose pages will belong to `heap`. When the address
+    /// space (or `RLIMIT_AS`) has no room for a whole segment, a shorter one
+    /// at a segment-aligned address: half, a quarter, ... down to
+    /// [`MIN_PAGES`] pages, so that the last few MiB still hold blocks (the
+    /// seed's test 6 counts every byte of them).
     pub fn create(heap: *const Heap) -> Option<NonNull<SmallSegment>> {
         let seg = segment::tombstones::revive(Kind::Small, SEGMENT_SIZE, HEADER_PAGES)
-            .or_else(|| segment::create(Kind::Small, SEGMENT_SIZE))?
+            .or_else(|| {
+                (0..)
+                    .map(|k| SEGMENT_SIZE >> k)
+                    .take_while(|&size| size >= MIN_PAGES * PAGE_SIZE)
+                    .find_map(|size| segment::create(Kind::Small, size))
+            })?
             .cast::<SmallSegment>();
         // SAFETY: the header was just mapped (zero) and only we know it; zero
         // is a valid `Page` (a free page with null links). The guard page
@@ -82,7 +101,8 @@ impl SmallSegment {
         unsafe {
             let s = &mut *seg.as_ptr();
             s.heap = heap;
-            s.free_pages.store(ALL_PAGES, Relaxed);
+            s.mapped_pages = first_pages(s.header.size / PAGE_SIZE);
+            s.free_pages.store(s.mapped_pages, Relaxed);
             if options::secure() {
                 os::protect(seg.as_ptr().cast::<u8>().add(HEADER_PAGES), OS_PAGE);
             }
@@ -177,7 +197,7 @@ impl SmallSegment {
     }
 
     pub fn is_unused(&self) -> bool {
-        self.free_pages.load(Relaxed) == ALL_PAGES
+        self.free_pages.load(Relaxed) == self.mapped_pages
     }
 
     /// The pages assigned to a class (empty or not).
@@ -187,7 +207,7 @@ impl SmallSegment {
 
     /// The same with their indexes.
     fn assigned(&self) -> impl Iterator<Item = (usize, &Page)> + '_ {
-        let assigned = !self.free_pages.load(Relaxed) & ALL_PAGES;
+        let assigned = !self.free_pages.load(Relaxed) & self.mapped_pages;
         self.pages.iter().enumerate().filter(move |(i, _)| assigned & (1 << i) != 0)
     }
 
@@ -206,7 +226,7 @@ impl SmallSegment {
     /// found in use lose the bit unless they are in the ring.
     pub fn is_empty(&self) -> bool {
         let emptied = self.emptied.get();
-        if !self.free_pages.load(Relaxed) & ALL_PAGES & !emptied != 0 {
+        if !self.free_pages.load(Relaxed) & self.mapped_pages & !emptied != 0 {
             return false;
         }
         let (mut in_use, mut stale) = (false, 0);
