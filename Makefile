@@ -8,7 +8,7 @@ PROF = cargo $(1) --release -p mallocator-prof --target x86_64-unknown-linux-gnu
 
 PREFIX ?= /usr/local
 
-.PHONY: all setup build demo test test-rust test-tsan test-c test-install test-profile test-bench test-fuzz lint install bench clean
+.PHONY: all setup build demo test test-rust test-tsan test-c test-guards test-install test-profile test-bench test-fuzz lint install bench clean
 
 all: setup build demo
 
@@ -19,6 +19,7 @@ setup:
 	  command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib g++-multilib pkg-config sqlite3; }
 	@command -v go >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 
 build: setup
 	cargo build --release
@@ -28,7 +29,7 @@ demo: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
 
-test: build test-rust test-tsan test-c test-install test-profile test-bench test-fuzz lint
+test: build test-rust test-tsan test-c test-guards test-install test-profile test-bench test-fuzz lint
 
 test-rust:
 	cargo test --release
@@ -50,6 +51,15 @@ test-tsan:
 test-c: build
 	$(MAKE) -C test BITS=32 run
 	$(MAKE) -C test BITS=64 run
+
+# Figures won, as checks that fail when they slip (deterministic, no timing):
+# instructions per malloc+free pair under callgrind, test 6's utilisation
+# (test/guards/guard.sh has the budgets and why).
+test-guards: build
+	$(MAKE) -C test BITS=32 build/32/test6
+	$(MAKE) -C test BITS=64 build/64/test6
+	test/guards/guard.sh 32
+	test/guards/guard.sh 64
 
 # Installs the 64-bit library in $(PREFIX)/lib, the 32-bit one in
 # $(PREFIX)/lib32, the header, and a pkg-config file for each.
