@@ -75,6 +75,24 @@ pub fn c_size(size: usize) -> usize {
 #[cold]
 #[inline(never)]
 fn alloc_cold(size: usize, align: usize) -> *mut u8 {
+    if align <= MIN_ALIGN && size <= MAX_SMALL {
+        return alloc_above_tables(size);
+    }
+    alloc_routed(size, align)
+}
+
+/// Above the size tables: the fast path by class (in `malloc` itself, its
+/// registers cost the path below the tables three instructions on i686; in
+/// `alloc_cold`, the stack frame of the rest of it). Classes above the
+/// tables are multiples of 64: 16-aligned, as C wants.
+#[inline(never)]
+fn alloc_above_tables(size: usize) -> *mut u8 {
+    thread::current().alloc_above_tables(Table::Rust, size)
+}
+
+/// Aligned and large requests.
+#[inline(never)]
+fn alloc_routed(size: usize, align: usize) -> *mut u8 {
     let p = match route(size, align) {
         Route::Small(size) => alloc_small(size),
         Route::Large => alloc_large(size, align).0,

@@ -132,6 +132,10 @@ const RETAINED_SLACK: u32 = 1 << 30;
 
 const _: () = assert!(size_of::<Page>() == 128 && core::mem::offset_of!(Page, local) == 64);
 
+/// A full page rejoins its queue once this share of its blocks came back
+/// (see [`Page::relink_after`]).
+const RELINK_SHARE: u32 = 16;
+
 /// What a free by the owner found ([`Page::free`]). No payload: each
 /// outcome but the first is a tail call to a cold path of its own, with
 /// nothing to set up for it on the fast path.
@@ -569,18 +573,17 @@ impl Page {
         self.local.head.set(i as u32);
     }
 
-    /// `n` blocks came back at once (taken back from other threads): true
-    /// when the countdown ended (the page emptied, or was full).
+    /// `n` blocks came back at once (taken back from other threads, or set
+    /// aside and settled): true when the countdown ended (the page emptied,
+    /// or, full, got its [`Self::relink_after`] blocks back; then the
+    /// countdown may have passed zero, see [`Self::blocks_back`]).
     pub fn returned(&self, n: u32) -> bool {
         if n == 0 {
             return false;
         }
-        if self.is_full() {
-            return true;
-        }
-        let left = self.local.countdown.load(Relaxed) - n;
-        self.local.countdown.store(left, Relaxed);
-        left == 0
+        let left = self.local.countdown.load(Relaxed);
+        self.local.countdown.store(left.wrapping_sub(n), Relaxed);
+        left <= n
     }
 
     /// Whether any block of the page is claimed and not yet taken back. A
@@ -855,7 +858,7 @@ impl Page {
     /// Blocks handed out and not freed.
     pub fn used(&self) -> usize {
         if self.is_full() {
-            self.blocks()
+            self.blocks().saturating_sub(self.blocks_back() as usize)
         } else {
             // Saturating: a statistics reader may race the owner.
             (self.local.countdown.load(Relaxed).saturating_sub(self.slack()) as usize).min(self.blocks())
@@ -877,18 +880,33 @@ impl Page {
         self.local.full.load(Relaxed)
     }
 
-    /// Takes the page off its queue as full: the next free that reaches it
-    /// ends the countdown.
+    /// Takes the page off its queue as full: the countdown now counts down
+    /// the frees it waits for before it rejoins the queue.
     pub fn set_full(&self) {
-        debug_assert_eq!(self.used(), self.blocks());
-        self.local.countdown.store(1, Relaxed);
+        self.local.countdown.store(self.relink_after(), Relaxed);
         self.local.full.store(true, Relaxed);
+        debug_assert_eq!(self.used(), self.blocks());
     }
 
-    /// The countdown ended on a full page: `n` blocks came back.
-    pub fn clear_full(&self, n: u32) {
+    /// Frees a full page waits for before it serves again: one in
+    /// [`RELINK_SHARE`] of its blocks. With one, a page that got a block back
+    /// served that one block and was full again, a trip through the slow
+    /// path per allocation on a working set replaced at random
+    /// (`workset_medium`: one allocation in six).
+    pub fn relink_after(&self) -> u32 {
+        (self.blocks() as u32 / RELINK_SHARE).max(1)
+    }
+
+    /// While full: the blocks that came back since.
+    pub fn blocks_back(&self) -> u32 {
+        self.relink_after().wrapping_sub(self.local.countdown.load(Relaxed))
+    }
+
+    /// The countdown ended on a full page: its blocks back go on serving.
+    pub fn clear_full(&self) {
+        let back = self.blocks_back();
         self.local.full.store(false, Relaxed);
-        self.local.countdown.store(self.blocks() as u32 - n + self.slack(), Relaxed);
+        self.local.countdown.store(self.blocks() as u32 - back + self.slack(), Relaxed);
     }
 
     /// Whether the page sits in its heap's ring of recently emptied pages.

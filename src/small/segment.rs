@@ -475,10 +475,15 @@ mod tests {
             let n = blocks.iter().take_while(|p| !p.is_null()).count();
             assert_eq!(n, a.blocks());
             a.set_full();
-            assert_eq!(a.free(blocks[0]), Freed::Ended);
-            a.clear_full(1);
-            assert_eq!(a.used(), n - 1);
-            for &p in &blocks[1..n] {
+            let k = a.relink_after() as usize;
+            for &p in &blocks[..k - 1] {
+                assert_eq!(a.free(p), Freed::Done, "full: waits for {k} blocks");
+            }
+            assert_eq!(a.used(), n - (k - 1));
+            assert_eq!(a.free(blocks[k - 1]), Freed::Ended);
+            a.clear_full();
+            assert_eq!(a.used(), n - k);
+            for &p in &blocks[k..n] {
                 assert_eq!(a.free(p), Freed::Done);
             }
             assert_eq!(a.used(), 0);

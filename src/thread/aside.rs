@@ -54,7 +54,7 @@ impl Owner<'_> {
                 self.list_aside(p);
             }
             if p.returned(back) {
-                self.countdown_ended(p, back);
+                self.countdown_ended(p);
             }
             page = next;
         }

@@ -26,7 +26,7 @@ use crate::diag::options;
 use crate::small::arena::Arena;
 use crate::small::page::{Freed, Page};
 use crate::small::segment::SmallSegment;
-use crate::small::size_class::{NUM_CLASSES, Table};
+use crate::small::size_class::{NUM_CLASSES, Table, class_of};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::null_mut;
 
@@ -232,7 +232,18 @@ impl Heap {
     /// a register across the fast path would cost a stack frame).
     #[inline(always)]
     pub fn alloc(&self, table: Table, size: usize) -> *mut u8 {
-        let page = self.tables.direct(table, size);
+        self.alloc_from(self.tables.direct(table, size), table, size)
+    }
+
+    /// Allocates `TABLE_LIMIT < size <= MAX_SMALL` bytes, as [`Self::alloc`]
+    /// but for the class's page found by class.
+    #[inline(always)]
+    pub fn alloc_above_tables(&self, table: Table, size: usize) -> *mut u8 {
+        self.alloc_from(self.tables.current(class_of(size)), table, size)
+    }
+
+    #[inline(always)]
+    fn alloc_from(&self, page: &Page, table: Table, size: usize) -> *mut u8 {
         if self.count_down(size) {
             return alloc_sampled(size, table);
         }
@@ -353,7 +364,7 @@ fn alloc_refused(size: usize, table: Table) -> *mut u8 {
 #[inline(never)]
 fn page_event(_p: *mut u8, page: &Page) {
     // SAFETY: the fast path freed into this thread's own heap.
-    unsafe { mine() }.countdown_ended(page, 1);
+    unsafe { mine() }.countdown_ended(page);
 }
 
 /// The owner's free of `p` in `page` found a boundary whose block is not
@@ -521,7 +532,7 @@ impl Owner<'_> {
             match unsafe { page.free(p) } {
                 Freed::Claimed => {}
                 Freed::Done => return,
-                Freed::Ended => return self.countdown_ended(page, 1),
+                Freed::Ended => return self.countdown_ended(page),
                 Freed::Invalid => return bad_free(p, page, BadBlock::Invalid),
                 Freed::NotLive => return not_live(p, page),
             }
@@ -530,17 +541,18 @@ impl Owner<'_> {
         self.set_aside(page, p);
     }
 
-    /// A page's countdown ended after `n` blocks came back: it was full (it
+    /// A page's countdown ended: it was full and got enough blocks back (it
     /// rejoins its queue), or it became empty (not being in the ring of
     /// emptied pages). A page that empties again while in the ring needs
     /// nothing here; if it was the last of its segment to empty, the segment
     /// goes back when the page leaves the ring (or at `trim`), not at once.
-    pub(super) fn countdown_ended(&mut self, page: &Page, n: u32) {
+    pub(super) fn countdown_ended(&mut self, page: &Page) {
         if page.is_full() {
             // At the back: the page collects more frees while the pages
-            // ahead serve (at the front it would hand out its one free block
-            // and be full again at once; `docs/performance.md`, step 14).
-            page.clear_full(n);
+            // ahead serve (at the front it would hand out its few free
+            // blocks and be full again at once; `docs/performance.md`,
+            // step 14).
+            page.clear_full();
             self.link_back(page);
             if page.used() != 0 {
                 return;

@@ -246,7 +246,7 @@ impl Owner<'_> {
             self.heap.counters.remote_frees.add(taken.blocks as usize);
             blocks += taken.blocks;
             if p.returned(taken.blocks) {
-                self.countdown_ended(p, taken.blocks);
+                self.countdown_ended(p);
             }
             if taken.undecided {
                 let below = p.announce().then(|| self.heap.remote.push(p));

@@ -3,8 +3,8 @@
 //! - **by size**: for each 8-byte step of request up to
 //!   [`TABLE_LIMIT`], C's and Rust's way (see [`Table`]), the page
 //!   that serves it now: `malloc` goes from the size to a page in one load
-//!   (mimalloc's `pages_free_direct`). Never null: a class without a page
-//!   points to [`EMPTY_PAGE`], whose free list is empty.
+//!   (mimalloc's `pages_free_direct`); above, by class. Never null: a class
+//!   without a page points to [`EMPTY_PAGE`], whose free list is empty.
 //! - **by address**: [`SLOTS`] slots, the page of this heap at
 //!   `(p >> 16) % SLOTS` with its number (`p >> 16`) as a tag: `free` finds
 //!   "a small page of this heap" in one compare, with no segment map, kind
@@ -16,7 +16,7 @@
 //! given back (`tests/`: `a_released_page_leaves_the_table`).
 
 use crate::small::page::{EMPTY_PAGE, PAGE_SHIFT, Page};
-use crate::small::size_class::{TABLE_LEN, TABLE_LIMIT, Table, table_index};
+use crate::small::size_class::{NUM_CLASSES, TABLE_LEN, TABLE_LIMIT, Table, table_index};
 use core::cell::Cell;
 use core::ptr::null;
 
@@ -35,6 +35,8 @@ pub struct Tables {
     // `pages` follows `tags` (see `page_of`).
     /// By table kind, then size step: the page that serves.
     direct: [[Cell<*const Page>; TABLE_LEN]; 2],
+    /// By class: the page that serves (for requests above the size tables).
+    current: [Cell<*const Page>; NUM_CLASSES],
     /// By address: the slot's page's number (its address >> 16); for an
     /// empty slot 0, but [`NO_PAGE`] in slot 0 (where null would find 0).
     tags: [Cell<usize>; SLOTS],
@@ -51,6 +53,7 @@ impl Tables {
     pub const fn empty() -> Tables {
         Tables {
             direct: [const { [const { Cell::new(&EMPTY_PAGE.0 as *const Page) }; TABLE_LEN] }; 2],
+            current: [const { Cell::new(&EMPTY_PAGE.0 as *const Page) }; NUM_CLASSES],
             tags: {
                 let mut tags = [const { Cell::new(0) }; SLOTS];
                 tags[0] = Cell::new(NO_PAGE);
@@ -65,6 +68,7 @@ impl Tables {
         for table in &self.direct {
             table.iter().for_each(|e| e.set(&EMPTY_PAGE.0));
         }
+        self.current.iter().for_each(|e| e.set(&EMPTY_PAGE.0));
         self.tags[0].set(NO_PAGE);
     }
 
@@ -76,6 +80,13 @@ impl Tables {
         // TABLE_LIMIT; entries point to live pages of this heap or to
         // EMPTY_PAGE.
         unsafe { &*self.direct[table as usize].get_unchecked(table_index(size)).get() }
+    }
+
+    /// The page that serves `class`.
+    #[inline(always)]
+    pub fn current(&self, class: usize) -> &Page {
+        // SAFETY: entries point to live pages of this heap or to EMPTY_PAGE.
+        unsafe { &*self.current[class].get() }
     }
 
     /// The page of this heap that `p` points into, if its slot holds it.
@@ -101,6 +112,7 @@ impl Tables {
     /// `page` (or [`EMPTY_PAGE`] for null) serves `class` from now on.
     pub fn set_current(&self, class: usize, page: *const Page) {
         let page = if page.is_null() { &EMPTY_PAGE.0 } else { page };
+        self.current[class].set(page);
         for table in [Table::Rust, Table::C] {
             for e in &self.direct[table as usize][table.entries_of(class)] {
                 e.set(page);
