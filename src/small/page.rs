@@ -30,7 +30,7 @@ use crate::diag::error::{self, BadBlock};
 use crate::segment::SEGMENT_SIZE;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*, fence};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, Ordering::*, fence};
 
 /// 64 KiB: the largest class (16 KiB) still gets four blocks, the smallest
 /// (8 bytes) 8192; and a class a thread touches only once reserves no more than
@@ -67,9 +67,9 @@ struct Shape {
     size: AtomicUsize,
     /// ceil(2^32 / size): the block index of an offset, and whether the
     /// offset is a block boundary, from one multiply (see `index`); 0, which
-    /// no product is below, while the page is free. A 64-bit word, though
-    /// below 2^32: `free` multiplies by it from memory.
-    reciprocal: AtomicU64,
+    /// no product is below, while the page is free. A word, though below
+    /// 2^32: on x86_64 `free` multiplies by it from memory.
+    reciprocal: AtomicUsize,
     /// Drawn from a process-wide count when the page is assigned and when it
     /// is given back ([`CHANGING`] in between), so that it never takes a
     /// value twice, even across a segment given back and made anew at the
@@ -166,7 +166,7 @@ pub struct Claim {
 #[derive(Clone, Copy)]
 struct View {
     generation: u32,
-    reciprocal: u64,
+    reciprocal: usize,
     bitmaps: Bitmaps,
     first: usize,
 }
@@ -174,7 +174,7 @@ struct View {
 impl View {
     /// The block index of `p`, as [`Page::index`] computes it.
     fn index(&self, p: *mut u8) -> Option<usize> {
-        let product = (p as usize & (PAGE_SIZE - 1)) as u64 * self.reciprocal;
+        let product = (p as usize & (PAGE_SIZE - 1)) as u64 * self.reciprocal as u64;
         ((product as u32) < self.reciprocal as u32).then_some((product >> 32) as usize)
     }
 }
@@ -226,7 +226,7 @@ impl Page {
                 pairs: AtomicPtr::new(null_mut()),
                 words: AtomicU32::new(0),
                 size: AtomicUsize::new(0),
-                reciprocal: AtomicU64::new(0),
+                reciprocal: AtomicUsize::new(0),
                 generation: AtomicU32::new(CHANGING),
                 first: AtomicU32::new(0),
                 class: AtomicU8::new(0),
@@ -661,7 +661,7 @@ impl Page {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let c = self.shape.reciprocal.load(Relaxed);
+            let c = self.shape.reciprocal.load(Relaxed) as u64;
             let product = offset as u64 * c;
             ((product as u32) < c as u32).then_some((product >> 32) as usize)
         }
@@ -993,7 +993,7 @@ impl Page {
         self.shape.size.store(size, Relaxed);
         self.shape.class.store(class as u8, Relaxed);
         self.shape.first.store(first as u32, Relaxed);
-        self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64), Relaxed);
+        self.shape.reciprocal.store((1u64 << 32).div_ceil(size as u64) as usize, Relaxed);
         // Release: a reader that sees the new generation sees the fields.
         self.shape.generation.store(next_generation(), Release);
     }

@@ -322,13 +322,26 @@ unsafe fn mine() -> Owner<'static> {
 #[cold]
 #[inline(never)]
 fn alloc_slow(size: usize, table: Table) -> *mut u8 {
+    let class = table.class_of(size);
+    if super::pool::current().is_empty_heap() {
+        // The request was counted on the empty heap: count it again on the
+        // thread's own, once attached.
+        return alloc_attached(size, class);
+    }
+    // SAFETY: the fast path found this thread's own heap.
+    unsafe { mine() }.alloc_class(class)
+}
+
+/// A thread's first small request: attaches a heap and serves it.
+#[inline(never)]
+fn alloc_attached(size: usize, class: usize) -> *mut u8 {
     let heap = super::pool::heap();
     if heap.is_null() {
         crate::sys::errno::set_errno(libc::ENOMEM);
         return null_mut();
     }
     // SAFETY: the calling thread holds its heap.
-    unsafe { (*heap).owner() }.alloc_class(table.class_of(size))
+    unsafe { (*heap).owner() }.alloc_counted(class, size)
 }
 
 /// The countdown of sampled bytes passed zero.
