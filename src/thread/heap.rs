@@ -87,6 +87,8 @@ pub struct Local {
     pub(super) queues: [*mut Page; NUM_CLASSES],
     /// The last page of each queue.
     pub(super) tails: [*mut Page; NUM_CLASSES],
+    /// Per class, the pages with no free block (see `Page::set_full`).
+    pub(super) full: [*mut Page; NUM_CLASSES],
     /// Segments with at least one free page.
     pub(super) segments: *mut SmallSegment,
     /// Recently emptied pages, oldest at `ring_next`.
@@ -148,6 +150,7 @@ impl Local {
     const EMPTY: Local = Local {
         queues: [null_mut(); NUM_CLASSES],
         tails: [null_mut(); NUM_CLASSES],
+        full: [null_mut(); NUM_CLASSES],
         segments: null_mut(),
         ring: [null_mut(); RETAINED_EMPTY_PAGES],
         ring_next: 0,
@@ -441,6 +444,9 @@ impl Owner<'_> {
                 // A fresh page (its blocks bumped, or on its free list in
                 // secure mode) serves at the queue's head.
                 let Some(page) = self.new_page(class) else {
+                    if self.rescue_full(class) {
+                        continue;
+                    }
                     crate::sys::errno::set_errno(libc::ENOMEM);
                     return null_mut();
                 };
@@ -467,8 +473,7 @@ impl Owner<'_> {
             if self.drain_if_any() {
                 continue;
             }
-            self.unlink(page);
-            page.set_full();
+            self.retire_full(page);
         }
     }
 
@@ -565,8 +570,7 @@ impl Owner<'_> {
             // ahead serve (at the front it would hand out its few free
             // blocks and be full again at once; `docs/performance.md`,
             // step 14).
-            page.clear_full();
-            self.link_back(page);
+            self.unfull(page);
             if page.used() != 0 {
                 return;
             }

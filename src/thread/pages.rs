@@ -136,23 +136,27 @@ impl Owner<'_> {
         self.local().tails[class] = ptr;
     }
 
-    /// Takes a page off its class queue (a full page is on none: its links
-    /// are null, and it is no queue's head).
+    /// Takes a page off its class queue, or off its class's list of full
+    /// pages if it is full.
     pub(super) fn unlink(&mut self, page: &Page) {
         let class = page.class();
         let ptr = page as *const Page as *mut Page;
         let (prev, next) = page.links();
-        // SAFETY: the neighbours are live pages of this heap's queue.
+        // SAFETY: the neighbours are live pages of this heap's list.
         unsafe {
             if prev.is_null() {
-                if self.local().queues[class] == ptr {
+                if page.is_full() {
+                    if self.local().full[class] == ptr {
+                        self.local().full[class] = next;
+                    }
+                } else if self.local().queues[class] == ptr {
                     self.set_head(class, next);
                 }
             } else {
                 (*prev).set_next(next);
             }
             if next.is_null() {
-                if self.local().tails[class] == ptr {
+                if !page.is_full() && self.local().tails[class] == ptr {
                     self.local().tails[class] = prev;
                 }
             } else {
@@ -160,6 +164,48 @@ impl Owner<'_> {
             }
         }
         page.set_links(null_mut(), null_mut());
+    }
+
+    /// Moves the head of `class`'s queue, which has no block left, to the
+    /// class's list of full pages.
+    pub(super) fn retire_full(&mut self, page: &Page) {
+        self.unlink(page);
+        page.set_full();
+        let class = page.class();
+        let ptr = page as *const Page as *mut Page;
+        let head = self.local().full[class];
+        page.set_links(null_mut(), head);
+        if !head.is_null() {
+            // SAFETY: the list's pages are live pages of this heap.
+            unsafe { (*head).set_prev(ptr) };
+        }
+        self.local().full[class] = ptr;
+    }
+
+    /// A full page goes back to its queue (at the back: it collects more
+    /// frees while the pages ahead serve).
+    pub(super) fn unfull(&mut self, page: &Page) {
+        self.unlink(page);
+        page.clear_full();
+        self.link_back(page);
+    }
+
+    /// Out of memory for a fresh page: the full pages of `class` that got a
+    /// block back (fewer than they wait for, see `Page::relink_after`) serve
+    /// again; true if there was one.
+    pub(super) fn rescue_full(&mut self, class: usize) -> bool {
+        let mut page = self.local().full[class];
+        let mut any = false;
+        while !page.is_null() {
+            // SAFETY: the list's pages are live pages of this heap.
+            let p = unsafe { &*page };
+            page = p.links().1;
+            if p.blocks_back() != 0 {
+                self.unfull(p);
+                any = true;
+            }
+        }
+        any
     }
 
     /// The page that serves `class` from now on (null: none), in the queue
