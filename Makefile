@@ -70,9 +70,12 @@ test-install: build
 	gcc -m32 -o $$tmp/check32 test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib32/pkgconfig pkg-config --cflags --libs memory) && \
 	$$tmp/check32
 
-# The heap profiler end to end: sampled shares checked by mallocator-prof and
-# go tool pprof, the leak report, a flame graph of python3 (test/profile/).
+# The heap profiler end to end (test/profile/run.sh says what it checks):
+# estimates of every allocation path against their statistical bounds, by
+# mallocator-prof and go tool pprof, the leak report, a flame graph of
+# python3. The Rust example exercises GlobalAlloc (both targets).
 test-profile: build
+	cargo build --release --example profile_sites
 	test/profile/run.sh 32
 	test/profile/run.sh 64
 

@@ -104,7 +104,7 @@ pub fn c_size(size: usize) -> usize {
 #[inline(never)]
 fn alloc_cold(size: usize, align: usize) -> *mut u8 {
     let p = match route(size, align) {
-        Route::Small(size) => alloc_small(size),
+        Route::Small(rounded) => alloc_small(rounded, size),
         Route::Large => alloc_large(size, align).0,
     };
     if p.is_null() {
@@ -119,7 +119,7 @@ fn alloc_cold(size: usize, align: usize) -> *mut u8 {
 /// them.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     let (p, zeroed) = match route(size, align) {
-        Route::Small(size) => (alloc_small(size), false),
+        Route::Small(rounded) => (alloc_small(rounded, size), false),
         Route::Large => alloc_large(size, align),
     };
     if p.is_null() {
@@ -131,14 +131,16 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     p
 }
 
+/// A block of the class of `rounded` (the size that gives the alignment)
+/// for a request of `size` bytes, the size the profile counts.
 #[inline(always)]
-fn alloc_small(size: usize) -> *mut u8 {
+fn alloc_small(rounded: usize, size: usize) -> *mut u8 {
     let heap: *mut Heap = thread::heap();
     if heap.is_null() {
         return null_mut();
     }
     // SAFETY: the calling thread owns its heap.
-    unsafe { (*heap).owner().alloc(class_of(size), size) }
+    unsafe { (*heap).owner().alloc(class_of(rounded), size) }
 }
 
 /// A large block (and whether it reads as zeros), sampled for the heap
@@ -150,14 +152,32 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
 /// Runs `alloc`, which serves `size` bytes outside the thread heap, and
 /// records the block for the profiler if it is a sample.
 fn sampled_if_due(size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut u8, bool) {
-    let heap = thread::heap_if_any();
-    // SAFETY: the calling thread owns its heap.
-    if heap.is_null() || !unsafe { (*heap).owner().take_sample(size) } {
-        return alloc();
+    match sample_due(size) {
+        Some(heap) => take_sample(heap, size, alloc),
+        None => alloc(),
     }
-    // SAFETY: as above; no `Owner` of it is alive.
+}
+
+/// Counts `size` requested bytes that the small fast path does not see down
+/// the calling thread's sampling countdown; its heap if the request is to be
+/// sampled. A thread without a heap gets one here: a thread that allocates
+/// only large blocks is sampled like any other (a heap costs about 2 KiB,
+/// and its counters give the statistics the thread's requested bytes too).
+fn sample_due(size: usize) -> Option<&'static Heap> {
+    // SAFETY: a heap is never freed; null if none could be had.
+    let heap = unsafe { thread::heap().as_ref()? };
+    // SAFETY: the calling thread owns its heap and has no `Owner` of it
+    // alive.
+    unsafe { heap.owner() }.take_sample(size).then_some(heap)
+}
+
+/// Runs `alloc` with sampling off on `heap`, the calling thread's, and
+/// records its block as a sample of `size` bytes.
+fn take_sample(heap: &Heap, size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut u8, bool) {
+    // SAFETY: the calling thread owns `heap` (from `sample_due`); no `Owner`
+    // of it is alive.
     unsafe {
-        (*heap).sampling(|| {
+        heap.sampling(|| {
             let r = alloc();
             if !r.0.is_null() {
                 crate::profiler::record(r.0, size);
@@ -354,20 +374,27 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Large => false,
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
-                // A sampled block keeps its record where `mremap` moves it.
-                let record = crate::profiler::detach(p);
-                let q = large::resize_huge(block.seg, p, new_size);
-                crate::profiler::attach(if q.is_null() { p } else { q }, record);
-                if q.is_null() {
-                    crate::sys::errno::set_errno(libc::ENOMEM);
-                }
-                return q;
+                return remap_huge(block.seg, p, new_size);
             }
             Kind::Huge => false,
         }
     };
     if in_place {
-        return p;
+        match resampled(p, block.kind, new_size) {
+            Resampled::Stays => return p,
+            Resampled::Moves(heap) => {
+                // A sampled block lives in the large allocator (see
+                // `crate::profiler`), so a small block chosen moves there.
+                let q = take_sample(heap, new_size, || large::alloc(new_size, align)).0;
+                if q.is_null() {
+                    return p;
+                }
+                // SAFETY: both blocks are live and distinct; the copy stays
+                // within both.
+                unsafe { move_block(p, q, new_size.min(block.usable)) };
+                return q;
+            }
+        }
     }
     let q = if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
         match sampled_if_due(new_size, || (large::alloc_mapped(new_size), false)).0 {
@@ -380,10 +407,67 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     if !q.is_null() {
         // SAFETY: both blocks are live and distinct; the copy stays within
         // both.
-        unsafe {
-            core::ptr::copy_nonoverlapping(p, q, block.usable.min(new_size));
-            free(p);
-        }
+        unsafe { move_block(p, q, block.usable.min(new_size)) };
+    }
+    q
+}
+
+/// Copies `len` bytes of the block at `p` to the block at `q`, then frees `p`.
+///
+/// # Safety
+/// `p` and `q` are live, distinct blocks of the caller, both at least `len`
+/// bytes long; `p` is not used afterwards.
+unsafe fn move_block(p: *mut u8, q: *mut u8, len: usize) {
+    // SAFETY: per the contract.
+    unsafe {
+        core::ptr::copy_nonoverlapping(p, q, len);
+        free(p);
+    }
+}
+
+/// What the profile makes of a block that `realloc` resizes in place.
+enum Resampled {
+    /// It stays where it is.
+    Stays,
+    /// It is a sample, but a small block: it moves to a sampled block.
+    Moves(&'static Heap),
+}
+
+/// For the profile, a block that `realloc` resizes in place is freed and
+/// `new_size` bytes are allocated, as when it moves (jemalloc's rule): the
+/// new size is counted down and sampled like any request, and the old
+/// record, if any, is dropped. So a block's chance of being a sample is
+/// always that of its present size, and the in-use estimates stay unbiased
+/// however it was resized.
+fn resampled(p: *mut u8, kind: Kind, new_size: usize) -> Resampled {
+    let due = sample_due(new_size);
+    if kind == Kind::Small {
+        // Blocks of small pages are never samples: no record to drop.
+        return due.map_or(Resampled::Stays, Resampled::Moves);
+    }
+    crate::profiler::forget(p);
+    if let Some(heap) = due {
+        take_sample(heap, new_size, || (p, false));
+    }
+    Resampled::Stays
+}
+
+/// `realloc` of a huge block to `new_size` (above the growth threshold) by
+/// `mremap`; null with `errno = ENOMEM` if it cannot (the block unchanged).
+fn remap_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> *mut u8 {
+    // Out of the store before `mremap` can unmap the old address (another
+    // thread's block may be recorded there next).
+    let record = crate::profiler::detach(p);
+    // SAFETY: `seg` is the huge segment of `p`, the caller's live block.
+    let q = unsafe { large::resize_huge(seg, p, new_size) };
+    if q.is_null() {
+        crate::profiler::attach(p, record);
+        crate::sys::errno::set_errno(libc::ENOMEM);
+        return q;
+    }
+    crate::profiler::discard(record);
+    if let Some(heap) = sample_due(new_size) {
+        take_sample(heap, new_size, || (q, false));
     }
     q
 }

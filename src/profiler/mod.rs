@@ -95,8 +95,9 @@ pub fn alloc_sampled(size: usize) -> *mut u8 {
 pub fn record(p: *mut u8, size: usize) {
     let mut frames = [0usize; MAX_FRAMES];
     let n = stack::capture(&mut frames);
+    let frames = stack::Own::get().trim(&frames[..n]);
     let weight = 1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64);
-    STORE.lock().record(p as usize, size, weight, &frames[..n]);
+    STORE.lock().record(p as usize, size, weight, frames);
 }
 
 /// The large or huge block at `p` is being freed: if it was sampled, its
@@ -116,6 +117,13 @@ pub fn detach(p: *mut u8) -> Option<Detached> {
 pub fn attach(p: *mut u8, record: Option<Detached>) {
     if let Some(d) = record {
         STORE.lock().attach(p as usize, d);
+    }
+}
+
+/// Drops a record taken out with [`detach`]: its block is gone.
+pub fn discard(record: Option<Detached>) {
+    if let Some(d) = record {
+        STORE.lock().discard(d);
     }
 }
 
@@ -192,6 +200,7 @@ pub fn at_exit() {
 
 /// Holds the profile's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
+    stack::Own::lock_for_fork();
     STORE.lock_forever();
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     walk::lock_for_fork();
@@ -205,5 +214,6 @@ pub unsafe fn unlock_after_fork() {
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
         walk::unlock_after_fork();
         STORE.force_unlock();
+        stack::Own::unlock_after_fork();
     }
 }

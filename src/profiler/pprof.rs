@@ -9,7 +9,7 @@
 
 use super::gzip::Gzip;
 use super::maps::Maps;
-use super::stack::{Own, call_site};
+use super::stack::call_site;
 use super::store::{Bucket, MAX_FRAMES, Store};
 use super::symbols;
 use crate::os::{self, OS_PAGE};
@@ -105,7 +105,6 @@ fn value_type(kind: u64, unit: u64) -> Msg {
 /// Writes the whole profile. False if memory for the location table could
 /// not be had or a write failed.
 pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
-    let own = Own::find(maps);
     let mut frames = 0;
     store.for_each_bucket(|b| frames += b.frames().len());
     let Some(mut locations) = Locations::new(frames) else { return false };
@@ -113,7 +112,7 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
     for (kind, unit) in SAMPLE_TYPES {
         put(out, field::SAMPLE_TYPE, value_type(kind, unit).bytes());
     }
-    store.for_each_bucket(|b| put(out, field::SAMPLE, sample(b, &own, &mut locations).bytes()));
+    store.for_each_bucket(|b| put(out, field::SAMPLE, sample(b, &mut locations).bytes()));
     for s in STRINGS {
         put(out, field::STRING_TABLE, s);
     }
@@ -156,9 +155,9 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
 }
 
 /// A bucket as a `Sample`: location ids innermost first, then the values.
-fn sample(b: &Bucket, own: &Own, locations: &mut Locations) -> Msg {
+fn sample(b: &Bucket, locations: &mut Locations) -> Msg {
     let mut ids = [0u64; MAX_FRAMES];
-    let frames = own.trim(b.frames());
+    let frames = b.frames();
     for (id, &f) in ids.iter_mut().zip(frames) {
         *id = locations.id(call_site(f));
     }

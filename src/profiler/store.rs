@@ -137,13 +137,18 @@ impl Store {
     /// The block at `addr` was freed: its stack no longer holds it. False
     /// if it was not a sampled block.
     pub fn forget(&mut self, addr: usize) -> bool {
-        let Some(Detached(live)) = self.detach(addr) else { return false };
+        let Some(d) = self.detach(addr) else { return false };
+        self.discard(d);
+        true
+    }
+
+    /// Drops a record taken out of the table: its node is reused.
+    pub fn discard(&mut self, Detached(live): Detached) {
         // SAFETY: `live` was unlinked from the table; it goes on the free list.
         unsafe {
             (*live).next = self.free_live;
         }
         self.free_live = live;
-        true
     }
 
     /// Takes the record of the sampled block at `addr` out of the table.
