@@ -13,14 +13,18 @@ the first claim that does not hold.
                                    with a frame of each NAME
   check.py estimates FORMAT OUTPUT RATE TRUTH WHEN [COLUMN]
                                    each site of TRUTH (lines "function count
-                                   size leaks|freed") is estimated within
-                                   its bound (below) in the flat column (or
-                                   cum) of `mallocator-prof top` or `go tool
-                                   pprof -top -unit=B`: every site in a
-                                   profile of WHEN=live, the leaking ones at
-                                   WHEN=exit, where freed ones hold 0
+                                   size leaks|freed", or held|gone) is
+                                   estimated within its bound (below) in the
+                                   flat column (or cum) of `mallocator-prof
+                                   top` or `go tool pprof -top -unit=B`:
+                                   every site in a profile of WHEN=live; at
+                                   any other WHEN (exit, peak) the leaking
+                                   (held) ones, and the freed (gone) hold 0
   check.py totals PROF_TOP GO_TOP  go tool pprof read the profile whole: its
                                    total equals mallocator-prof's
+  check.py dumps PREFIX PID MIN MAX the numbered dumps PREFIX.PID.<seq>.pb.gz
+                                   are numbered 1..n without a gap, MIN <= n
+                                   <= MAX; prints their paths in order
   check.py leakreport STDERR RATE TRUTH
                                    the leak report names each leaking site
                                    of TRUTH with its bytes within the bound,
@@ -136,7 +140,7 @@ def read_truth(path):
     sites = []
     for line in open(path):
         name, count, size, fate = line.split()
-        sites.append((name, int(count), int(size), fate == "leaks"))
+        sites.append((name, int(count), int(size), fate in ("leaks", "held")))
     return sites
 
 
@@ -162,9 +166,9 @@ def estimates(fmt, path, rate, truth, when, column="flat"):
     rate = int(rate)
     for name, count, size, leaks in read_truth(truth):
         est = got.get(name, 0)
-        if when == "exit" and not leaks:
+        if when != "live" and not leaks:
             if est != 0:
-                fail(f"{fmt} {column}: {name} was freed but holds {est} bytes\n{text}")
+                fail(f"{fmt} {column}: {name} is gone but holds {est} bytes\n{text}")
             continue
         true_bytes, b = count * size, bound(count, size, rate)
         if abs(est - true_bytes) > b:
@@ -181,6 +185,19 @@ def totals(prof_path, go_path):
     if int(mine.group(1)) != int(theirs.group(1)):
         fail(f"in-use totals differ: mallocator-prof {mine.group(1)}, go tool pprof {theirs.group(1)}")
     print(f"go tool pprof reads the same total: {mine.group(1)} bytes")
+
+
+def dumps(prefix, pid, least, most):
+    import glob
+    pattern = re.compile(re.escape(f"{prefix}.{pid}.") + r"(\d+)\.pb\.gz$")
+    seqs = sorted(int(m.group(1)) for f in glob.glob(f"{glob.escape(prefix)}.{pid}.*.pb.gz")
+                  if (m := pattern.match(f)))
+    if seqs != list(range(1, len(seqs) + 1)):
+        fail(f"dumps of {prefix}.{pid} are not numbered 1..n: {seqs}")
+    if not int(least) <= len(seqs) <= int(most):
+        fail(f"{len(seqs)} dumps of {prefix}.{pid}, expected {least}..{most}")
+    for seq in seqs:
+        print(f"{prefix}.{pid}.{seq:04d}.pb.gz")
 
 
 def leakreport(path, rate, truth):
@@ -212,6 +229,8 @@ def main():
         estimates(*args)
     elif cmd == "totals":
         totals(*args)
+    elif cmd == "dumps":
+        dumps(*args)
     elif cmd == "leakreport":
         leakreport(*args)
     elif cmd == "flame":

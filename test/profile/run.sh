@@ -14,7 +14,13 @@
 #    and from the main thread as its first allocations, estimated within the
 #    bound.
 # 4. examples/profile_sites.rs: the same through Rust's GlobalAlloc.
-# 5. On 64-bit, python3 under LD_PRELOAD dumps a profile that
+# 5. peak.c: the profile at the peak (written at exit, and on demand) holds
+#    the sites of the peak within their bounds, and not the later one.
+# 6. load.c, four threads under load: dumps on a signal (each one comes),
+#    every N bytes (as many as the bytes say), both at once (no crash, no
+#    deadlock, numbered without gaps); go tool pprof and mallocator-prof
+#    read every file.
+# 7. On 64-bit, python3 under LD_PRELOAD dumps a profile that
 #    mallocator-prof draws as a flame graph.
 set -euo pipefail
 BITS=${1:?usage: run.sh 32|64}
@@ -124,6 +130,53 @@ if [ -x "$rust_sites" ]; then
 else
   echo "run.sh: $rust_sites not built (cargo build --release --examples)" >&2; exit 1
 fi
+
+# 5. The peak.
+build_c "$tmp/peak" "$here/peak.c"
+MALLOCATOR_PROFILE="$tmp/peak" MALLOCATOR_PROFILE_RATE=16384 \
+    "$tmp/peak" "$tmp/peak_truth.txt" "$tmp/exit_truth.txt" "$tmp/peak_api.pb.gz"
+peakprof=$(exit_profile "$tmp/peak")
+peakprof=${peakprof%.pb.gz}.peak.pb.gz
+estimates "$peakprof" 16384 "$tmp/peak_truth.txt" peak
+estimates "$tmp/peak_api.pb.gz" 16384 "$tmp/peak_truth.txt" peak
+estimates "$(exit_profile "$tmp/peak")" 16384 "$tmp/exit_truth.txt" exit
+
+# 6. Dumps of a running program. `timeout` turns a deadlock into a failure.
+build_c "$tmp/load" "$here/load.c" -pthread
+# readable FILE...: each file read whole by both tools.
+readable() {
+  local f
+  for f in "$@"; do
+    "$prof" top "$f" > "$tmp/read_prof.txt" || { echo "run.sh: mallocator-prof cannot read $f" >&2; exit 1; }
+    go tool pprof -top "$f" > "$tmp/read_go.txt" 2>&1
+    grep -q "^Showing nodes" "$tmp/read_go.txt" || {
+      echo "run.sh: go tool pprof cannot read $f:" >&2; cat "$tmp/read_go.txt" >&2; exit 1; }
+  done
+  echo "read by go tool pprof and mallocator-prof: $# dumps"
+}
+load() { # NAME SIGNALS SECONDS [VAR=VALUE...]: runs load.c, prints its pid
+  local name=$1 signals=$2 seconds=$3
+  shift 3
+  env MALLOCATOR_PROFILE="$tmp/$name" MALLOCATOR_PROFILE_RATE=65536 "$@" \
+      timeout 120 "$tmp/load" "$tmp/$name" "$signals" "$seconds" > "$tmp/$name.out" ||
+    { echo "run.sh: load.c failed ($name, status $?)" >&2; exit 1; }
+  read -r _ pid _ bytes < "$tmp/$name.out"
+}
+# Signals alone: each one's dump comes (load.c waits for it), none more.
+load sig 8 1 MALLOCATOR_PROFILE_SIGNAL=USR2
+readable $("$here/check.py" dumps "$tmp/sig" "$pid" 8 8)
+# An interval alone: as many dumps as the bytes allocated hold intervals
+# (the profile's estimate of them; huge blocks, most of the bytes, are
+# sampled with chance 1), within 10 % or 2.
+every=40000000000
+load every 0 2 MALLOCATOR_PROFILE_INTERVAL=$every
+want=$((bytes / every))
+slack=$(( want / 10 > 2 ? want / 10 : 2 ))
+readable $("$here/check.py" dumps "$tmp/every" "$pid" $((want > slack ? want - slack : 0)) $((want + slack)))
+echo "interval dumps: $bytes bytes allocated, about $want intervals of $every"
+# Both at once, signals as fast as dumps come.
+load both 12 2 MALLOCATOR_PROFILE_SIGNAL=USR2 MALLOCATOR_PROFILE_INTERVAL=$((2 * every))
+readable $("$here/check.py" dumps "$tmp/both" "$pid" 1 100000)
 
 if [ "$BITS" = 64 ]; then
   # The interpreter itself, not a launcher script (pyenv's shims are bash).
