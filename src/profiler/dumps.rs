@@ -24,9 +24,8 @@
 use super::maps::Maps;
 use super::pprof::View;
 use super::store::Store;
-use super::{PATH_MAX, STORE, default_path, write_file};
+use super::{PATH_MAX, STORE, default_path, report_failure, write_file};
 use crate::diag::options;
-use crate::diag::text::Line;
 use crate::sys::errno::SavedErrno;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
@@ -116,13 +115,14 @@ pub fn after_sample(store: &Store) {
 fn write_numbered(store: &Store) {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed) + 1;
     let mut name = [0u8; PATH_MAX];
-    let result = default_path(&mut name, b"", seq).and_then(|path| {
-        let maps = Maps::read().ok_or_else(super::errno)?;
-        write_file(path, store, &maps, View::Now)
-    });
-    if let Err(e) = result {
-        let mut line = Line::new();
-        line.push(b"mallocator: could not write heap profile ").dec(seq).push(b": errno ").dec(e as u64);
-        line.newline().write_to(2);
+    match default_path(&mut name, b"", seq) {
+        Ok(path) => {
+            let written =
+                Maps::read().ok_or_else(super::errno).and_then(|maps| write_file(path, store, &maps, View::Now));
+            if let Err(e) = written {
+                report_failure(path, e);
+            }
+        }
+        Err(e) => report_failure(b"<prefix>.<pid>.<seq>.pb.gz", e),
     }
 }

@@ -157,9 +157,22 @@ pub fn dump(path: Option<&CStr>, view: View) -> Result<(), i32> {
         Some(p) => p.to_bytes_with_nul(),
         None => default_path(&mut name, if view == View::Peak { b".peak" } else { b"" }, 0)?,
     };
+    dump_to(path, view)
+}
+
+/// [`dump`] to `path` (NUL-terminated).
+fn dump_to(path: &[u8], view: View) -> Result<(), i32> {
     // The mappings are read before the store is locked: samples wait less.
     let maps = maps::Maps::read().ok_or_else(errno)?;
     with_store(|store| write_file(path, store, &maps, view))
+}
+
+/// One line on stderr: the profile `path` (NUL-terminated) could not be
+/// written, and why.
+fn report_failure(path: &[u8], errno: i32) {
+    let mut line = crate::diag::text::Line::new();
+    line.push(b"mallocator: could not write the heap profile ").push(path.strip_suffix(b"\0").unwrap_or(path));
+    line.push(b" (errno ").dec(errno as u64).push(b")").newline().write_to(2);
 }
 
 /// Writes the profile of `store` to `path` (NUL-terminated).
@@ -234,9 +247,15 @@ fn now_nanos() -> u64 {
 /// on stderr.
 pub fn at_exit() {
     if options::profile_prefix().is_some() {
-        for view in [View::Now, View::Peak] {
-            if dump(None, view).is_err() {
-                crate::sys::errno::write_fd(2, b"mallocator: could not write the heap profile\n");
+        for (view, middle) in [(View::Now, &b""[..]), (View::Peak, b".peak")] {
+            let mut name = [0u8; PATH_MAX];
+            match default_path(&mut name, middle, 0) {
+                Ok(path) => {
+                    if let Err(e) = dump_to(path, view) {
+                        report_failure(path, e);
+                    }
+                }
+                Err(e) => report_failure(b"<prefix>.<pid>.pb.gz", e),
             }
         }
     }

@@ -22,6 +22,9 @@ the first claim that does not hold.
                                    (held) ones, and the freed (gone) hold 0
   check.py totals PROF_TOP GO_TOP  go tool pprof read the profile whole: its
                                    total equals mallocator-prof's
+  check.py timeline SVG NAME...     a well-formed SVG of one band per legend
+                                   row, a band for each NAME (a function of
+                                   its stack's label)
   check.py dumps PREFIX PID MIN MAX the numbered dumps PREFIX.PID.<seq>.pb.gz
                                    are numbered 1..n without a gap, MIN <= n
                                    <= MAX; prints their paths in order
@@ -113,7 +116,7 @@ def flame(path, true_bytes, names):
     if not root.tag.endswith("svg"):
         fail(f"{path}: root element {root.tag}, not svg")
     titles = [t.text or "" for t in root.iter() if t.tag.endswith("title")]
-    if len(titles) < 10:
+    if len(titles) <= len(names):
         fail(f"{path}: only {len(titles)} frames")
     for name in names:
         if not any(name in t for t in titles):
@@ -187,6 +190,21 @@ def totals(prof_path, go_path):
     print(f"go tool pprof reads the same total: {mine.group(1)} bytes")
 
 
+def timeline(path, names):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        fail(f"{path} is not well-formed XML: {e}")
+    bands = [p for p in root.iter() if p.tag.endswith("polygon") and p.get("class") == "band"]
+    legend = ["".join(t.itertext()) for t in root.iter() if t.tag.endswith("text") and t.get("class") == "legend"]
+    if not bands or len(bands) != len(legend):
+        fail(f"{path}: {len(bands)} bands for {len(legend)} legend rows")
+    for name in names:
+        if not any(name in row.split(" (at most")[0] for row in legend):
+            fail(f"{path}: no band of {name} among {legend}")
+    print(f"timeline: {len(bands)} bands, with {', '.join(names)}")
+
+
 def dumps(prefix, pid, least, most):
     import glob
     pattern = re.compile(re.escape(f"{prefix}.{pid}.") + r"(\d+)\.pb\.gz$")
@@ -229,6 +247,8 @@ def main():
         estimates(*args)
     elif cmd == "totals":
         totals(*args)
+    elif cmd == "timeline":
+        timeline(args[0], args[1:])
     elif cmd == "dumps":
         dumps(*args)
     elif cmd == "leakreport":

@@ -20,7 +20,12 @@
 #    every N bytes (as many as the bytes say), both at once (no crash, no
 #    deadlock, numbered without gaps); go tool pprof and mallocator-prof
 #    read every file.
-# 7. On 64-bit, python3 under LD_PRELOAD dumps a profile that
+# 7. mallocator-prof timeline of peak.c's dumps every 4 MB: a band for each
+#    site.
+# 8. mallocator-prof run: the library of the program's width preloaded, its
+#    stacks at the peak printed and drawn; its exit status passed on; a
+#    clear error for a static program, a set-user-ID one, one killed.
+# 9. On 64-bit, python3 under LD_PRELOAD dumps a profile that
 #    mallocator-prof draws as a flame graph.
 set -euo pipefail
 BITS=${1:?usage: run.sh 32|64}
@@ -48,7 +53,7 @@ unset MALLOCATOR_ON_ERROR MALLOCATOR_PROFILE MALLOCATOR_PROFILE_RATE MALLOCATOR_
 exit_profile() {
   local f
   for f in "$1".*.pb.gz; do
-    [[ $f =~ \.[0-9]+\.pb\.gz$ ]] && { echo "$f"; return; }
+    [[ ${f#"$1".} =~ ^[0-9]+\.pb\.gz$ ]] && { echo "$f"; return; }
   done
   echo "run.sh: no exit profile $1.<pid>.pb.gz" >&2; exit 1
 }
@@ -177,6 +182,50 @@ echo "interval dumps: $bytes bytes allocated, about $want intervals of $every"
 # Both at once, signals as fast as dumps come.
 load both 12 2 MALLOCATOR_PROFILE_SIGNAL=USR2 MALLOCATOR_PROFILE_INTERVAL=$((2 * every))
 readable $("$here/check.py" dumps "$tmp/both" "$pid" 1 100000)
+
+# 7. The timeline.
+MALLOCATOR_PROFILE="$tmp/steps" MALLOCATOR_PROFILE_RATE=16384 MALLOCATOR_PROFILE_INTERVAL=4000000 \
+    "$tmp/peak" "$tmp/peak_truth.txt" "$tmp/exit_truth.txt" "$tmp/steps_peak.pb.gz"
+pid=$(exit_profile "$tmp/steps"); pid=${pid%.pb.gz}; pid=${pid##*.}
+"$prof" timeline $("$here/check.py" dumps "$tmp/steps" "$pid" 10 30) -o "$tmp/timeline.svg"
+"$here/check.py" timeline "$tmp/timeline.svg" peak_half peak_third peak_fifth after_peak
+
+# 8. mallocator-prof run.
+"$prof" run -p "$tmp/run" -n 3 -o "$tmp/run.svg" -- \
+    "$tmp/peak" "$tmp/peak_truth.txt" "$tmp/exit_truth.txt" "$tmp/run_peak.pb.gz" > "$tmp/run.txt"
+for want in "exited with status 0" "Top 3 of [0-9]+ stacks by in-use bytes" peak_half peak_third peak_fifth; do
+  grep -qE "$want" "$tmp/run.txt" || { echo "run.sh: mallocator-prof run did not say $want:" >&2; cat "$tmp/run.txt" >&2; exit 1; }
+done
+"$here/check.py" flame "$tmp/run.svg" $((48000 * 1000 * 8 / 10)) peak_half peak_third peak_fifth
+# says STATUS WHY PROGRAM...: run must end with STATUS, saying WHY.
+says() {
+  local want=$1 why=$2 status=0
+  shift 2
+  "$prof" run -p "$tmp/says" -- "$@" > "$tmp/says.txt" 2>&1 || status=$?
+  [ "$status" = "$want" ] && grep -q "$why" "$tmp/says.txt" || {
+    echo "run.sh: mallocator-prof run $* gave status $status, not $want with \"$why\":" >&2; cat "$tmp/says.txt" >&2; exit 1; }
+  echo "mallocator-prof run $(basename "$1"): status $want, $why"
+}
+echo 'int main(void) { return 0; }' > "$tmp/static.c"
+gcc $arch -static -o "$tmp/static" "$tmp/static.c"
+says 1 "is statically linked" "$tmp/static"
+# Set-user-ID to another user: ours if we are root, else the system's own.
+if [ "$(id -u)" = 0 ]; then
+  cp "$tmp/peak" "$tmp/setuid" && chown nobody "$tmp/setuid" && chmod u+s "$tmp/setuid"
+  setuid=$tmp/setuid
+else
+  setuid=$(find /usr/bin /bin -maxdepth 1 -perm -4000 -user root -type f | head -n 1)
+fi
+says 1 "is set-user-ID" "$setuid"
+# The program's status is run's, with a profile or without (a shell's
+# `exit` leaves by _exit: no finalizer, no profile).
+echo 'int main(void) { return 3; }' > "$tmp/three.c"
+build_c "$tmp/three" "$tmp/three.c"
+says 3 "exited with status 3" "$tmp/three"
+if [ "$BITS" = 64 ]; then
+  says 3 "wrote no profile" sh -c 'exit 3'
+  says 143 "was killed by signal 15" sh -c 'kill -TERM $$'
+fi
 
 if [ "$BITS" = 64 ]; then
   # The interpreter itself, not a launcher script (pyenv's shims are bash).
