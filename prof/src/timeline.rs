@@ -18,8 +18,6 @@ const TOP: f64 = 50.0;
 /// Below the plot: the time axis, then one legend row per band.
 const AXIS: f64 = 40.0;
 const LEGEND_ROW: f64 = 18.0;
-/// Frames a label names, leaf first.
-const LABEL_FRAMES: usize = 3;
 /// Longest label, in characters, before it is cut with an ellipsis.
 const LABEL_CHARS: usize = 110;
 /// Band colours (Tableau 10, which stays apart for common colour
@@ -70,9 +68,15 @@ fn bands(heaps: &[&Heap], measure: Measure, limit: usize) -> Vec<Band> {
     let highest = |bytes: &[i64]| bytes.iter().copied().max().unwrap_or(0);
     stacks.sort_by(|(a, x), (b, y)| highest(y).cmp(&highest(x)).then_with(|| a.cmp(b)));
     let rest = stacks.split_off(limit.min(stacks.len()));
+    let shown: Vec<Vec<&str>> = stacks.iter().map(|(frames, _)| names(frames)).collect();
     let mut bands: Vec<Band> = stacks
-        .into_iter()
-        .map(|(frames, bytes)| Band { label: label(frames), frames: frames.to_vec(), bytes })
+        .iter()
+        .zip(&shown)
+        .map(|((frames, bytes), names)| Band {
+            label: label(names, &shown),
+            frames: frames.to_vec(),
+            bytes: bytes.clone(),
+        })
         .collect();
     let mut other = vec![0; heaps.len()];
     for (_, bytes) in &rest {
@@ -86,12 +90,44 @@ fn bands(heaps: &[&Heap], measure: Measure, limit: usize) -> Vec<Band> {
     bands
 }
 
-/// The innermost frames, leaf first, cut to a line.
-fn label(frames: &[Rc<str>]) -> String {
-    let mut text = frames.iter().take(LABEL_FRAMES).map(|f| &**f).collect::<Vec<_>>().join(" ← ");
-    if frames.len() > LABEL_FRAMES {
-        text.push_str(" ← …");
+/// A stack's frames as a label names them: an unnamed address by its
+/// file and offset (`0x7f… (libz.so+0x1a2b)` as `libz.so+0x1a2b`), and a
+/// function once where inlining repeats it.
+fn names(frames: &[Rc<str>]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for frame in frames {
+        let name = match frame.strip_prefix("0x").and_then(|f| f.split_once(" (")) {
+            Some((_, place)) => place.strip_suffix(')').unwrap_or(place),
+            None => frame,
+        };
+        if names.last() != Some(&name) {
+            names.push(name);
+        }
     }
+    names
+}
+
+/// The leaf, then the frames down to the first that tells this stack from
+/// the other bands' (stacks often share their innermost frames: an
+/// allocation wrapper, the interpreter's allocator), and its caller; cut to
+/// a line.
+fn label(names: &[&str], all: &[Vec<&str>]) -> String {
+    let others = all.iter().filter(|o| o.as_slice() != names);
+    let shared = others.map(|o| o.iter().zip(names).take_while(|(a, b)| a == b).count()).max().unwrap_or(0);
+    let shown = (shared + 2).min(names.len());
+    let mut parts: Vec<&str> = Vec::new();
+    for (i, &name) in names[..shown].iter().enumerate() {
+        // Only the leaf and the last two: the ones between say nothing new.
+        if i == 0 || i + 2 >= shown {
+            parts.push(name);
+        } else if parts.last() != Some(&"…") {
+            parts.push("…");
+        }
+    }
+    if shown < names.len() {
+        parts.push("…");
+    }
+    let mut text = parts.join(" ← ");
     if text.chars().count() > LABEL_CHARS {
         text = text.chars().take(LABEL_CHARS - 1).collect::<String>() + "…";
     }
@@ -100,7 +136,7 @@ fn label(frames: &[Rc<str>]) -> String {
 
 fn draw(heaps: &[&Heap], seconds: &[f64], bands: &[Band], measure: Measure) -> String {
     let totals: Vec<i64> = (0..heaps.len()).map(|i| bands.iter().map(|b| b.bytes[i]).sum()).collect();
-    let (y_step, y_max) = ticks(totals.iter().copied().max().unwrap_or(0).max(1) as f64);
+    let (y_step, y_max) = byte_ticks(totals.iter().copied().max().unwrap_or(0).max(1) as f64);
     let span = seconds.last().copied().unwrap_or(0.0).max(1e-9);
     let (x_step, _) = ticks(span);
     let plot_width = WIDTH - LEFT - RIGHT;
@@ -214,6 +250,13 @@ fn ticks(max: f64) -> (f64, f64) {
     (step, (max / step).ceil() * step)
 }
 
+/// [`ticks`] in the binary unit the axis shows, so that they read round.
+fn byte_ticks(max: f64) -> (f64, f64) {
+    let unit = 1024f64.powi((max.max(1.0).log2() / 10.0).floor() as i32);
+    let (step, last) = ticks(max / unit);
+    (step * unit, last * unit)
+}
+
 /// Bytes with binary units: "0", "512 B", "1.5 MiB", "40 MiB".
 fn bytes_text(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -277,12 +320,22 @@ mod tests {
     }
 
     #[test]
-    fn labels_name_the_innermost_frames() {
-        let frames: Vec<Rc<str>> = ["leaf", "mid", "caller", "main"].iter().map(|&f| Rc::from(f)).collect();
-        assert_eq!(label(&frames), "leaf ← mid ← caller ← …");
-        assert_eq!(label(&frames[2..]), "caller ← main");
-        let long: Vec<Rc<str>> = vec![Rc::from("x".repeat(300))];
-        assert_eq!(label(&long).chars().count(), LABEL_CHARS);
+    fn labels_name_the_leaf_and_what_tells_stacks_apart() {
+        let frames = |names: &[&str]| -> Vec<Rc<str>> { names.iter().map(|&f| Rc::from(f)).collect() };
+        let a = frames(&["malloc", "malloc", "wrap", "wrap2", "parse", "main", "start"]);
+        let b = frames(&["malloc", "wrap", "wrap2", "load", "main", "start"]);
+        let c = frames(&["0x7f00 (libz.so+0x1a2b)", "inflate", "main"]);
+        let all = [names(&a), names(&b), names(&c)];
+        assert_eq!(all[0], ["malloc", "wrap", "wrap2", "parse", "main", "start"]);
+        assert_eq!(all[2], ["libz.so+0x1a2b", "inflate", "main"]);
+        // a and b share three frames: the fourth tells them apart.
+        assert_eq!(label(&all[0], &all), "malloc ← … ← parse ← main ← …");
+        assert_eq!(label(&all[1], &all), "malloc ← … ← load ← main ← …");
+        assert_eq!(label(&all[2], &all), "libz.so+0x1a2b ← inflate ← …");
+        assert_eq!(label(&["only"], &[vec!["only"]]), "only");
+        let long = ["x".repeat(300)];
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        assert_eq!(label(&long, std::slice::from_ref(&long)).chars().count(), LABEL_CHARS);
     }
 
     #[test]
@@ -290,6 +343,9 @@ mod tests {
         assert_eq!(ticks(48.0), (10.0, 50.0));
         assert_eq!(ticks(1.0), (0.2, 1.0));
         assert_eq!(ticks(7_000_000.0), (2_000_000.0, 8_000_000.0));
+        // In MiB: 78 MiB of bytes gives steps of 20 MiB up to 80 MiB.
+        assert_eq!(byte_ticks(78.0 * 1048576.0), (20.0 * 1048576.0, 80.0 * 1048576.0));
+        assert_eq!(byte_ticks(700.0), (200.0, 800.0));
         assert_eq!([bytes_text(0.0), bytes_text(512.0), bytes_text(1536.0)], ["0", "512 B", "1.5 KiB"]);
         assert_eq!(bytes_text(40.0 * 1024.0 * 1024.0), "40 MiB");
         assert_eq!([duration_tick(1.5, 0.5), duration_tick(20.0, 5.0)], ["1.5 s", "20 s"]);
@@ -317,9 +373,9 @@ mod tests {
         assert!(svg.contains("in-use bytes over time: 2 profiles in 2.000 s, t1000000000.pb.gz to t3000000000.pb.gz"));
         let polygons: Vec<&str> = svg.match_indices("<polygon").map(|(i, _)| &svg[i..]).collect();
         assert_eq!(polygons.len(), 2);
-        // `big` first, from the axis (y 430) at 1 s (x 80) to 4000 of the
-        // 5000 of the scale at 3 s (x 980).
-        assert!(polygons[0].contains("points=\"80.0,354.0 980.0,126.0 980.0,430.0 80.0,430.0\""), "{}", polygons[0]);
+        // `big` first, from the axis (y 430) at 1 s (x 80) to 4000 bytes of
+        // the 5 KiB of the scale at 3 s (x 980).
+        assert!(polygons[0].contains("points=\"80.0,355.8 980.0,133.1 980.0,430.0 80.0,430.0\""), "{}", polygons[0]);
         assert!(polygons[0].contains("<title>3.9 KiB at most\nbig</title>"));
         assert!(svg.contains(">small (at most 1000 B)</text>"));
     }

@@ -343,6 +343,14 @@ pub fn usable_size(p: *const u8) -> usize {
 /// ENOMEM`, the block is untouched), or `p` is not a live block (reported,
 /// `errno = EINVAL`).
 ///
+/// For the heap profile, a resized block is the same allocation: a sample
+/// stays one (its record follows it), and a block that is not one does not
+/// get a second chance for its old bytes. The bytes it grows by beyond the
+/// old block count as allocated, as a request's would: they may make it a
+/// sample, and a sample that grew is weighed as a block of its new size
+/// (its chance of being one, `1 - e^(-size/rate)`, when the old request
+/// filled its block; see `docs/design.md`, "Heap profiler").
+///
 /// # Safety
 /// If `p` is a live block, the caller owns it, and after a non-null result
 /// uses only the returned pointer.
@@ -355,6 +363,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         return null_mut();
     };
     let fits = new_size <= block.usable && (p as usize).is_multiple_of(align);
+    let growth = Growth::of(&block, new_size);
     // SAFETY: `block` is the caller's live block.
     let in_place = unsafe {
         match block.kind {
@@ -374,99 +383,102 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Large => false,
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
-                return remap_huge(block.seg, p, new_size);
+                return remap_huge(block.seg, p, new_size, &growth);
             }
             Kind::Huge => false,
         }
     };
     if in_place {
-        match resampled(p, block.kind, new_size) {
-            Resampled::Stays => return p,
-            Resampled::Moves(heap) => {
-                // A sampled block lives in the large allocator (see
-                // `crate::profiler`), so a small block chosen moves there.
-                let q = take_sample(heap, new_size, || large::alloc(new_size, align)).0;
-                if q.is_null() {
-                    return p;
-                }
-                // SAFETY: both blocks are live and distinct; the copy stays
-                // within both.
-                unsafe { move_block(p, q, new_size.min(block.usable)) };
-                return q;
-            }
+        if block.kind != Kind::Small {
+            growth.follow(p, p, new_size);
         }
+        return p;
     }
-    let q = if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
-        match sampled_if_due(new_size, || (large::alloc_mapped(new_size), false)).0 {
-            q if q.is_null() => alloc(new_size, align),
-            q => q,
-        }
-    } else {
-        alloc(new_size, align)
-    };
-    if !q.is_null() {
-        // SAFETY: both blocks are live and distinct; the copy stays within
-        // both.
-        unsafe { move_block(p, q, block.usable.min(new_size)) };
+    // A sample stays one where it moves: in the large allocator.
+    let sample = growth.due.is_some() || (block.kind != Kind::Small && growth.is_sample(p));
+    let mut q = null_mut();
+    if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
+        q = large::alloc_mapped(new_size);
     }
+    if q.is_null() {
+        q = if sample { large::alloc(new_size, align).0 } else { unsampled(|| alloc(new_size, align)) };
+    }
+    if q.is_null() {
+        crate::sys::errno::set_errno(libc::ENOMEM);
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; the copy stays within both.
+    unsafe { core::ptr::copy_nonoverlapping(p, q, block.usable.min(new_size)) };
+    if sample {
+        growth.follow(p, q, new_size);
+    }
+    // SAFETY: the caller gives `p` up; its record, if any, has moved.
+    unsafe { free(p) };
     q
 }
 
-/// Copies `len` bytes of the block at `p` to the block at `q`, then frees `p`.
-///
-/// # Safety
-/// `p` and `q` are live, distinct blocks of the caller, both at least `len`
-/// bytes long; `p` is not used afterwards.
-unsafe fn move_block(p: *mut u8, q: *mut u8, len: usize) {
-    // SAFETY: per the contract.
-    unsafe {
-        core::ptr::copy_nonoverlapping(p, q, len);
-        free(p);
+/// What a `realloc` does to the profile (nothing with profiling off):
+/// whether the block grows beyond its old size, and if the bytes it grows
+/// by make it a sample, the calling thread's heap that counted them.
+struct Growth {
+    profiling: bool,
+    grows: bool,
+    due: Option<&'static Heap>,
+}
+
+impl Growth {
+    fn of(block: &Live, new_size: usize) -> Growth {
+        let profiling = crate::profiler::enabled();
+        let grows = new_size > block.usable;
+        let due = if profiling && grows { sample_due(new_size - block.usable) } else { None };
+        Growth { profiling, grows, due }
+    }
+
+    /// Whether the block at `p`, not of a small page, is a sample.
+    fn is_sample(&self, p: *mut u8) -> bool {
+        self.profiling && crate::profiler::is_sample(p)
+    }
+
+    /// The block at `p`, resized to `size` bytes, is now at `q` (or still at
+    /// `p`): its record follows it, or it becomes a sample.
+    fn follow(&self, p: *mut u8, q: *mut u8, size: usize) {
+        if self.profiling
+            && !crate::profiler::resized(p, q, size, self.grows)
+            && let Some(heap) = self.due
+        {
+            take_sample(heap, size, || (q, false));
+        }
     }
 }
 
-/// What the profile makes of a block that `realloc` resizes in place.
-enum Resampled {
-    /// It stays where it is.
-    Stays,
-    /// It is a sample, but a small block: it moves to a sampled block.
-    Moves(&'static Heap),
-}
-
-/// For the profile, a block that `realloc` resizes in place is freed and
-/// `new_size` bytes are allocated, as when it moves (jemalloc's rule): the
-/// new size is counted down and sampled like any request, and the old
-/// record, if any, is dropped. So a block's chance of being a sample is
-/// always that of its present size, and the in-use estimates stay unbiased
-/// however it was resized.
-fn resampled(p: *mut u8, kind: Kind, new_size: usize) -> Resampled {
-    let due = sample_due(new_size);
-    if kind == Kind::Small {
-        // Blocks of small pages are never samples: no record to drop.
-        return due.map_or(Resampled::Stays, Resampled::Moves);
+/// Runs `alloc` with sampling off on the calling thread: a block `realloc`
+/// moves is not sampled again.
+fn unsampled(alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+    // SAFETY: a heap is never freed; null if none could be had.
+    match unsafe { thread::heap().as_ref() } {
+        // SAFETY: the calling thread owns its heap and has no `Owner` of it
+        // alive.
+        Some(heap) => unsafe { heap.sampling(alloc) },
+        None => alloc(),
     }
-    crate::profiler::forget(p);
-    if let Some(heap) = due {
-        take_sample(heap, new_size, || (p, false));
-    }
-    Resampled::Stays
 }
 
 /// `realloc` of a huge block to `new_size` (above the growth threshold) by
 /// `mremap`; null with `errno = ENOMEM` if it cannot (the block unchanged).
-fn remap_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize) -> *mut u8 {
+fn remap_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize, growth: &Growth) -> *mut u8 {
     // Out of the store before `mremap` can unmap the old address (another
     // thread's block may be recorded there next).
     let record = crate::profiler::detach(p);
     // SAFETY: `seg` is the huge segment of `p`, the caller's live block.
     let q = unsafe { large::resize_huge(seg, p, new_size) };
     if q.is_null() {
-        crate::profiler::attach(p, record);
+        crate::profiler::attach(p, record, None);
         crate::sys::errno::set_errno(libc::ENOMEM);
         return q;
     }
-    crate::profiler::discard(record);
-    if let Some(heap) = sample_due(new_size) {
+    if record.is_some() {
+        crate::profiler::attach(q, record, Some((new_size, growth.grows)));
+    } else if let Some(heap) = growth.due {
         take_sample(heap, new_size, || (q, false));
     }
     q

@@ -107,11 +107,16 @@ pub fn record(p: *mut u8, size: usize) {
     let mut frames = [0usize; MAX_FRAMES];
     let n = stack::capture(&mut frames);
     let frames = stack::Own::get().trim(&frames[..n]);
-    let weight = 1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64);
     with_store(|store| {
-        store.record(p as usize, size, weight, frames);
+        store.record(p as usize, size, weight(size), frames);
         dumps::after_sample(store);
     });
+}
+
+/// The blocks a sample of `size` bytes stands for: one over its chance of
+/// being one.
+fn weight(size: usize) -> f64 {
+    1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64)
 }
 
 /// The large or huge block at `p` is being freed: if it was sampled, its
@@ -122,22 +127,37 @@ pub fn forget(p: *mut u8) {
     }
 }
 
+/// Whether the block at `p` is a sample.
+pub fn is_sample(p: *mut u8) -> bool {
+    enabled() && with_store(|store| store.contains(p as usize))
+}
+
+/// The block at `p` was resized to `size` bytes and now lies at `q` (or
+/// still at `p`): if it is a sample, its record follows it, and if it
+/// `grew`, it is weighed as a block of its new size. False if it is no
+/// sample.
+pub fn resized(p: *mut u8, q: *mut u8, size: usize, grew: bool) -> bool {
+    // The weight is worked out before the lock is taken.
+    let weight = grew.then(|| weight(size));
+    enabled() && with_store(|store| store.resize(p as usize, q as usize, size, weight))
+}
+
 /// Takes the record of `p` out while the block moves (`mremap`).
 pub fn detach(p: *mut u8) -> Option<Detached> {
     if enabled() { with_store(|store| store.detach(p as usize)) } else { None }
 }
 
-/// Puts a record back for the block now at `p`.
-pub fn attach(p: *mut u8, record: Option<Detached>) {
+/// Puts a record back for the block now at `p`; resized to `(size, grew)`
+/// as in [`resized`].
+pub fn attach(p: *mut u8, record: Option<Detached>, resize: Option<(usize, bool)>) {
     if let Some(d) = record {
-        with_store(|store| store.attach(p as usize, d));
-    }
-}
-
-/// Drops a record taken out with [`detach`]: its block is gone.
-pub fn discard(record: Option<Detached>) {
-    if let Some(d) = record {
-        with_store(|store| store.discard(d));
+        let weight = resize.and_then(|(size, grew)| grew.then(|| weight(size)));
+        with_store(|store| {
+            store.attach(p as usize, d);
+            if let Some((size, _)) = resize {
+                store.resize(p as usize, p as usize, size, weight);
+            }
+        });
     }
 }
 

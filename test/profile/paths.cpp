@@ -170,9 +170,9 @@ int main(int argc, char **argv)
             break;
     }
     /* A large block shrinks and grows back in place, always. A small block
-     * stays in its class unless the profiler samples it, before or at the
-     * realloc (a sampled block lives in the large allocator): at this rate
-     * 1 - e^(-1000/16384) and 1 - e^(-1008/16384), about 12 % together. */
+     * stays in its class unless it was sampled at its malloc: a sample lives
+     * in the large allocator, and moves when it is made small again (at
+     * this rate 1 - e^(-1000/16384), about 6 %). */
     if (stayed_large != sites[8].count || stayed_small < sites[7].count * 3 / 4) {
         fprintf(stderr, "paths: in place: %zu of %zu small, %zu of %zu large\n", stayed_small, sites[7].count,
                 stayed_large, sites[8].count);
