@@ -205,16 +205,18 @@ impl Heap {
         }
     }
 
-    /// Runs `f` (which takes a sample) with sampling off on this heap.
+    /// Runs `f` (which takes a sample) with sampling off on this heap; it
+    /// may nest (a `realloc` inside a sample's stack walk), and restores
+    /// what it found.
     ///
     /// # Safety
     /// The calling thread holds the heap and has no `Owner` of it alive.
     pub unsafe fn sampling<R>(&self, f: impl FnOnce() -> R) -> R {
         // SAFETY: per the contract; each `Owner` lives for one statement.
-        unsafe { self.owner() }.local().sampling = true;
+        let was = core::mem::replace(&mut unsafe { self.owner() }.local().sampling, true);
         let r = f();
         // SAFETY: as above.
-        unsafe { self.owner() }.local().sampling = false;
+        unsafe { self.owner() }.local().sampling = was;
         r
     }
 }
