@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 LIB32 := target/i686-unknown-linux-gnu/release/libmemory.so
 LIB64 := target/x86_64-unknown-linux-gnu/release/libmemory.so
+PROF_BIN := target/x86_64-unknown-linux-gnu/release/mallocator-prof
 # The profile tool runs on the build machine only: one width, the host's.
 PROF = cargo $(1) --release -p mallocator-prof --target x86_64-unknown-linux-gnu
 
@@ -62,27 +63,35 @@ test-guards: build
 	test/guards/guard.sh 64
 
 # Installs the 64-bit library in $(PREFIX)/lib, the 32-bit one in
-# $(PREFIX)/lib32, the header, and a pkg-config file for each.
+# $(PREFIX)/lib32, the header, a pkg-config file for each, and the profile
+# tool in $(PREFIX)/bin (its `run` finds the libraries beside it).
 install: build
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib32/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib32/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/memory.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(LIB64) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB32) $(DESTDIR)$(PREFIX)/lib32/
+	install -m 755 $(PROF_BIN) $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|lib|' pkg/memory.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/memory.pc
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|lib32|' pkg/memory.pc.in > $(DESTDIR)$(PREFIX)/lib32/pkgconfig/memory.pc
 
-# Installs into a scratch prefix and builds a program through pkg-config.
+# Installs into a scratch prefix and builds a program through pkg-config;
+# the installed mallocator-prof runs both widths with their libraries.
 test-install: build
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(MAKE) -s install PREFIX=$$tmp && \
 	gcc -o $$tmp/check test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib/pkgconfig pkg-config --cflags --libs memory) && \
 	$$tmp/check && \
 	gcc -m32 -o $$tmp/check32 test/install_check.c $$(PKG_CONFIG_PATH=$$tmp/lib32/pkgconfig pkg-config --cflags --libs memory) && \
-	$$tmp/check32
+	$$tmp/check32 && \
+	$$tmp/bin/mallocator-prof run -p $$tmp/p -- $$tmp/check > /dev/null && \
+	$$tmp/bin/mallocator-prof run -p $$tmp/p -- $$tmp/check32 > /dev/null
 
-# The heap profiler end to end: sampled shares checked by mallocator-prof and
-# go tool pprof, the leak report, a flame graph of python3 (test/profile/).
+# The heap profiler end to end (test/profile/run.sh says what it checks):
+# estimates of every allocation path against their statistical bounds, by
+# mallocator-prof and go tool pprof, the leak report, a flame graph of
+# python3. The Rust example exercises GlobalAlloc (both targets).
 test-profile: build
+	cargo build --release --example profile_sites
 	test/profile/run.sh 32
 	test/profile/run.sh 64
 

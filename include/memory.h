@@ -85,6 +85,11 @@ int memory_stats(struct memory_stats *out);
  * open or write said. Read it with `mallocator-prof` or `go tool pprof`. */
 int memory_profile_dump(const char *path);
 
+/* The same, of the profile as it was at its peak: when the sampled bytes in
+ * use were highest. Without a path: <prefix>.<pid>.peak.pb.gz (which is
+ * also written at exit). */
+int memory_profile_dump_peak(const char *path);
+
 /* Writes the statistics as a readable table to the file descriptor fd. */
 void memory_stats_print(int fd);
 

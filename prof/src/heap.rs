@@ -7,6 +7,8 @@ use std::rc::Rc;
 pub struct Heap {
     /// The file it was read from, for headers and titles.
     pub path: String,
+    /// When it was taken (nanoseconds since the epoch; 0: not said).
+    pub time_nanos: i64,
     pub stacks: Vec<Stack>,
 }
 
@@ -108,7 +110,7 @@ impl Heap {
                 },
             })
             .collect();
-        Ok(Heap { path: path.to_owned(), stacks })
+        Ok(Heap { path: path.to_owned(), time_nanos: profile.time_nanos, stacks })
     }
 
     pub fn total(&self) -> Counts {

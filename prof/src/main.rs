@@ -8,7 +8,10 @@ mod heap;
 mod profile;
 mod proto;
 mod report;
+mod run;
 mod symbolize;
+mod target;
+mod timeline;
 
 use cli::Command;
 use heap::Heap;
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
         }
     };
     match run(command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("mallocator-prof: error: {e}");
             ExitCode::FAILURE
@@ -38,14 +41,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), String> {
+fn run(command: Command) -> Result<ExitCode, String> {
     // One for all the profiles of a run: `diff` reads each file once.
     let mut symbolizer = Symbolizer::default();
-    match command {
+    let done = match command {
         Command::Help => print(cli::USAGE),
-        Command::Top { file, limit, measure } => {
+        Command::Top { file, limit, measure, stacks } => {
             let heap = Heap::load(&file, &mut symbolizer)?;
-            print(&report::top(&heap, measure, limit))
+            let report =
+                if stacks { report::stacks(&heap, measure, limit) } else { report::top(&heap, measure, limit) };
+            print(&report)
         }
         Command::Flamegraph { file, output, measure } => {
             let heap = Heap::load(&file, &mut symbolizer)?;
@@ -58,7 +63,15 @@ fn run(command: Command) -> Result<(), String> {
             let after = Heap::load(&after, &mut symbolizer)?;
             print(&report::diff(&before, &after, measure, limit))
         }
-    }
+        Command::Timeline { files, output, limit, measure } => {
+            let heaps = files.iter().map(|f| Heap::load(f, &mut symbolizer)).collect::<Result<Vec<_>, _>>()?;
+            let svg = timeline::svg(&heaps, measure, limit)?;
+            std::fs::write(&output, svg).map_err(|e| format!("cannot write {output}: {e}"))
+        }
+        // The program's exit status.
+        Command::Run(args) => return run::run(&args, &mut symbolizer),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Writes to standard output, where a reader that went away (`| head`) is

@@ -11,6 +11,9 @@ use std::io::Read;
 pub struct Profile {
     /// `sample_type[i].type`: what each sample's `values[i]` counts.
     pub sample_types: Vec<String>,
+    /// When the profile was taken (nanoseconds since the epoch; 0: not
+    /// said).
+    pub time_nanos: i64,
     pub samples: Vec<Sample>,
     pub mappings: Vec<Mapping>,
     pub locations: Vec<Location>,
@@ -49,6 +52,7 @@ mod field {
     pub const LOCATION: u64 = 4;
     pub const FUNCTION: u64 = 5;
     pub const STRING_TABLE: u64 = 6;
+    pub const TIME_NANOS: u64 = 9;
 }
 
 impl Profile {
@@ -79,11 +83,16 @@ struct Parts<'a> {
 fn decode(msg: &[u8]) -> Result<Profile, String> {
     let mut strings = Vec::new();
     let mut parts = Parts::default();
+    let mut time_nanos = 0;
     for f in Fields::new(msg) {
         let (number, value) = f?;
         let list = match number {
             field::STRING_TABLE => {
                 strings.push(String::from_utf8_lossy(value.bytes()?).into_owned());
+                continue;
+            }
+            field::TIME_NANOS => {
+                time_nanos = value.uint()? as i64;
                 continue;
             }
             field::SAMPLE_TYPE => &mut parts.sample_types,
@@ -103,7 +112,7 @@ fn decode(msg: &[u8]) -> Result<Profile, String> {
     let (location_ids, locations) = id_table(&parts.locations, |m| location(m, &mapping_ids, &functions))?;
     let samples =
         parts.samples.iter().map(|m| sample(m, &location_ids, sample_types.len())).collect::<Result<Vec<_>, _>>()?;
-    Ok(Profile { sample_types, samples, mappings, locations })
+    Ok(Profile { sample_types, time_nanos, samples, mappings, locations })
 }
 
 struct Strings<'a>(&'a [String]);
@@ -295,6 +304,14 @@ mod tests {
         assert_eq!(p.samples[0].values, [42]);
         assert_eq!(p.locations[0].address, 10000);
         assert!(p.locations[0].mapping.is_none());
+    }
+
+    #[test]
+    fn the_time_reads_back() {
+        let mut msg = with_sample(&[0x0a, 1, 7, 0x10, 42]);
+        msg.extend([9 << 3, 0x80, 0x94, 0xeb, 0xdc, 0x03]);
+        assert_eq!(decode(&msg).unwrap().time_nanos, 1_000_000_000);
+        assert_eq!(decode(&with_sample(&[0x0a, 1, 7, 0x10, 42])).unwrap().time_nanos, 0);
     }
 
     #[test]

@@ -36,11 +36,65 @@ fn by_function(heap: &Heap, measure: Measure) -> HashMap<Rc<str>, Function> {
 }
 
 pub fn top(heap: &Heap, measure: Measure, limit: usize) -> String {
-    let total = heap.total();
-    let whole = measure.bytes(&total);
+    let whole = measure.bytes(&heap.total());
     let mut rows: Vec<_> = by_function(heap, measure).into_iter().collect();
     rows.sort_by(|(a_name, a), (b_name, b)| b.flat.cmp(&a.flat).then(b.cum.cmp(&a.cum)).then(a_name.cmp(b_name)));
-    let mut lines = vec![
+    let mut lines = header(heap);
+    lines.push(format!("Top {} of {} functions by {}:", rows.len().min(limit), rows.len(), measure.name()));
+    lines.push(format!(
+        "{:>12} {:>7} {:>12} {:>7} {:>12}  function",
+        "flat",
+        "flat%",
+        "cum",
+        "cum%",
+        measure.other().short_name()
+    ));
+    lines.extend(rows.iter().take(limit).map(|(name, f)| {
+        let (flat, cum) = (percent(f.flat, whole), percent(f.cum, whole));
+        format!("{:>12} {flat:>7} {:>12} {cum:>7} {:>12}  {name}", f.flat, f.cum, f.other_flat)
+    }));
+    lines.join("\n") + "\n"
+}
+
+/// Frames shown of each stack of [`stacks`]: the innermost, where the
+/// difference between stacks usually is.
+const STACK_FRAMES: usize = 16;
+
+/// The whole stacks that hold the most, largest first, each with its frames
+/// (leaf first). Stacks equal once named are one.
+pub fn stacks(heap: &Heap, measure: Measure, limit: usize) -> String {
+    let mut by_stack: HashMap<&[Rc<str>], (i64, i64, i64)> = HashMap::new();
+    for stack in &heap.stacks {
+        let objects = match measure {
+            Measure::InUse => stack.counts.inuse_objects,
+            Measure::Alloc => stack.counts.alloc_objects,
+        };
+        let e = by_stack.entry(&stack.frames).or_default();
+        *e = (e.0 + measure.bytes(&stack.counts), e.1 + objects, e.2 + measure.other().bytes(&stack.counts));
+    }
+    let mut rows: Vec<_> = by_stack.into_iter().filter(|(_, (bytes, _, _))| *bytes > 0).collect();
+    rows.sort_by(|(a, x), (b, y)| y.0.cmp(&x.0).then_with(|| a.cmp(b)));
+    let whole = measure.bytes(&heap.total());
+    let mut lines = header(heap);
+    lines.push(format!("Top {} of {} stacks by {}:", rows.len().min(limit), rows.len(), measure.name()));
+    for (frames, (bytes, objects, other)) in rows.iter().take(limit) {
+        lines.push(format!(
+            "{bytes:>12} {:>7} in {objects} objects ({other} {})",
+            percent(*bytes, whole),
+            measure.other().short_name()
+        ));
+        lines.extend(frames.iter().take(STACK_FRAMES).map(|f| format!("{:>14}{f}", "")));
+        if frames.len() > STACK_FRAMES {
+            lines.push(format!("{:>14}... {} frames more", "", frames.len() - STACK_FRAMES));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The file and its totals, the first lines of `top` and `stacks`.
+fn header(heap: &Heap) -> Vec<String> {
+    let total = heap.total();
+    vec![
         format!("File: {}", heap.path),
         format!(
             "Total: {} in-use bytes in {} objects; {} allocated bytes in {} objects; {} stacks",
@@ -50,21 +104,7 @@ pub fn top(heap: &Heap, measure: Measure, limit: usize) -> String {
             total.alloc_objects,
             heap.stacks.len()
         ),
-        format!("Top {} of {} functions by {}:", rows.len().min(limit), rows.len(), measure.name()),
-        format!(
-            "{:>12} {:>7} {:>12} {:>7} {:>12}  function",
-            "flat",
-            "flat%",
-            "cum",
-            "cum%",
-            measure.other().short_name()
-        ),
-    ];
-    lines.extend(rows.iter().take(limit).map(|(name, f)| {
-        let (flat, cum) = (percent(f.flat, whole), percent(f.cum, whole));
-        format!("{:>12} {flat:>7} {:>12} {cum:>7} {:>12}  {name}", f.flat, f.cum, f.other_flat)
-    }));
-    lines.join("\n") + "\n"
+    ]
 }
 
 pub fn diff(a: &Heap, b: &Heap, measure: Measure, limit: usize) -> String {
@@ -108,7 +148,7 @@ mod tests {
     }
 
     fn heap(stacks: Vec<Stack>) -> Heap {
-        Heap { path: "test.pb.gz".into(), stacks }
+        Heap { path: "test.pb.gz".into(), time_nanos: 0, stacks }
     }
 
     /// The table's rows as (flat, cum, other, name).
@@ -147,6 +187,31 @@ mod tests {
     fn empty_profile_has_no_percentages() {
         let h = heap(vec![stack(&["a"], 0, 0)]);
         assert!(top(&h, Measure::InUse, 20).lines().nth(4).unwrap().contains(" - "));
+    }
+
+    #[test]
+    fn stacks_sum_equal_ones_and_sort_by_bytes() {
+        let mut deep: Vec<&str> = vec!["leaf"; 20];
+        deep.push("main");
+        let h = heap(vec![
+            stack(&["a", "main"], 100, 150),
+            stack(&["b", "main"], 300, 300),
+            stack(&["a", "main"], 250, 0),
+            stack(&deep, 1, 1),
+            stack(&["freed"], 0, 500),
+        ]);
+        let report = stacks(&h, Measure::InUse, 2);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines[2], "Top 2 of 3 stacks by in-use bytes:");
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["350", "53.76%", "in", "0", "objects", "(150", "allocated)"]
+        );
+        assert_eq!(lines[4..6].iter().map(|l| l.trim()).collect::<Vec<_>>(), ["a", "main"]);
+        assert_eq!(lines[6].split_whitespace().next(), Some("300"));
+        let all = stacks(&h, Measure::InUse, 10);
+        assert!(all.contains("... 5 frames more"), "{all}");
+        assert!(!all.contains("freed"), "a stack holding nothing is left out");
     }
 
     #[test]

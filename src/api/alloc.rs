@@ -9,6 +9,7 @@ use crate::segment::{self, Kind, SegmentHeader};
 use crate::small::segment::SmallSegment;
 use crate::small::size_class::{MAX_SMALL, TABLE_LIMIT, Table, class_of};
 use crate::thread;
+use crate::thread::heap::Heap;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -94,7 +95,7 @@ fn alloc_above_tables(size: usize) -> *mut u8 {
 #[inline(never)]
 fn alloc_routed(size: usize, align: usize) -> *mut u8 {
     let p = match route(size, align) {
-        Route::Small(size) => alloc_small(size),
+        Route::Small(rounded) => alloc_small(rounded, size),
         Route::Large => alloc_large(size, align).0,
     };
     if p.is_null() {
@@ -109,7 +110,7 @@ fn alloc_routed(size: usize, align: usize) -> *mut u8 {
 /// them.
 pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     let (p, zeroed) = match route(size, align) {
-        Route::Small(size) => (alloc_small(size), false),
+        Route::Small(rounded) => (alloc_small(rounded, size), false),
         Route::Large => alloc_large(size, align),
     };
     if p.is_null() {
@@ -121,13 +122,15 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     p
 }
 
-fn alloc_small(size: usize) -> *mut u8 {
+/// A block of the class of `rounded` (the size that gives the alignment)
+/// for a request of `size` bytes, the size the profile counts.
+fn alloc_small(rounded: usize, size: usize) -> *mut u8 {
     let heap = thread::heap();
     if heap.is_null() {
         return null_mut();
     }
     // SAFETY: the calling thread owns its heap.
-    unsafe { (*heap).owner().alloc_counted(class_of(size), size) }
+    unsafe { (*heap).owner().alloc_counted(class_of(rounded), size) }
 }
 
 /// A large block (and whether it reads as zeros), sampled for the heap
@@ -139,14 +142,32 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
 /// Runs `alloc`, which serves `size` bytes outside the thread heap, and
 /// records the block for the profiler if it is a sample.
 fn sampled_if_due(size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut u8, bool) {
-    let heap = thread::heap_if_any();
-    // SAFETY: the calling thread owns its heap.
-    if heap.is_null() || !unsafe { (*heap).owner().take_sample(size) } {
-        return alloc();
+    match sample_due(size) {
+        Some(heap) => take_sample(heap, size, alloc),
+        None => alloc(),
     }
-    // SAFETY: as above; no `Owner` of it is alive.
+}
+
+/// Counts `size` requested bytes that the small fast path does not see down
+/// the calling thread's sampling countdown; its heap if the request is to be
+/// sampled. A thread without a heap gets one here: a thread that allocates
+/// only large blocks is sampled like any other (a heap costs about 2 KiB,
+/// and its counters give the statistics the thread's requested bytes too).
+fn sample_due(size: usize) -> Option<&'static Heap> {
+    // SAFETY: a heap is never freed; null if none could be had.
+    let heap = unsafe { thread::heap().as_ref()? };
+    // SAFETY: the calling thread owns its heap and has no `Owner` of it
+    // alive.
+    unsafe { heap.owner() }.take_sample(size).then_some(heap)
+}
+
+/// Runs `alloc` with sampling off on `heap`, the calling thread's, and
+/// records its block as a sample of `size` bytes.
+fn take_sample(heap: &Heap, size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut u8, bool) {
+    // SAFETY: the calling thread owns `heap` (from `sample_due`); no `Owner`
+    // of it is alive.
     unsafe {
-        (*heap).sampling(|| {
+        heap.sampling(|| {
             let r = alloc();
             if !r.0.is_null() {
                 crate::profiler::record(r.0, size);
@@ -311,6 +332,14 @@ pub fn usable_size(p: *const u8) -> usize {
 /// ENOMEM`, the block is untouched), or `p` is not a live block (reported,
 /// `errno = EINVAL`).
 ///
+/// For the heap profile, a resized block is the same allocation: a sample
+/// stays one (its record follows it), and a block that is not one does not
+/// get a second chance for its old bytes. The bytes it grows by beyond the
+/// old block count as allocated, as a request's would: they may make it a
+/// sample, and a sample that grew is weighed as a block of its new size
+/// (its chance of being one, `1 - e^(-size/rate)`, when the old request
+/// filled its block; see `docs/design.md`, "Heap profiler").
+///
 /// # Safety
 /// If `p` is a live block, the caller owns it, and after a non-null result
 /// uses only the returned pointer.
@@ -323,6 +352,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
         return null_mut();
     };
     let fits = new_size <= block.usable && (p as usize).is_multiple_of(align);
+    let growth = Growth::of(&block, new_size);
     // SAFETY: `block` is the caller's live block.
     let in_place = unsafe {
         match block.kind {
@@ -342,36 +372,103 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             Kind::Large => false,
             Kind::Huge if fits && new_size >= block.usable / 2 => true,
             Kind::Huge if new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE => {
-                // A sampled block keeps its record where `mremap` moves it.
-                let record = crate::profiler::detach(p);
-                let q = large::resize_huge(block.seg, p, new_size);
-                crate::profiler::attach(if q.is_null() { p } else { q }, record);
-                if q.is_null() {
-                    crate::sys::errno::set_errno(libc::ENOMEM);
-                }
-                return q;
+                return remap_huge(block.seg, p, new_size, &growth);
             }
             Kind::Huge => false,
         }
     };
     if in_place {
+        if block.kind != Kind::Small {
+            growth.follow(p, p, new_size);
+        }
         return p;
     }
-    let q = if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
-        match sampled_if_due(new_size, || (large::alloc_mapped(new_size), false)).0 {
-            q if q.is_null() => alloc(new_size, align),
-            q => q,
+    // A sample stays one where it moves: in the large allocator.
+    let sample = growth.due.is_some() || (block.kind != Kind::Small && growth.is_sample(p));
+    let mut q = null_mut();
+    if block.kind != Kind::Small && new_size > large::MAPPED_GROWTH_MIN && align <= OS_PAGE {
+        q = large::alloc_mapped(new_size);
+    }
+    if q.is_null() {
+        q = if sample { large::alloc(new_size, align).0 } else { unsampled(|| alloc(new_size, align)) };
+    }
+    if q.is_null() {
+        crate::sys::errno::set_errno(libc::ENOMEM);
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; the copy stays within both.
+    unsafe { core::ptr::copy_nonoverlapping(p, q, block.usable.min(new_size)) };
+    if sample {
+        growth.follow(p, q, new_size);
+    }
+    // SAFETY: the caller gives `p` up; its record, if any, has moved.
+    unsafe { free(p) };
+    q
+}
+
+/// What a `realloc` does to the profile (nothing with profiling off):
+/// whether the block grows beyond its old size, and if the bytes it grows
+/// by make it a sample, the calling thread's heap that counted them.
+struct Growth {
+    profiling: bool,
+    grows: bool,
+    due: Option<&'static Heap>,
+}
+
+impl Growth {
+    fn of(block: &Live, new_size: usize) -> Growth {
+        let profiling = crate::profiler::enabled();
+        let grows = new_size > block.usable;
+        let due = if profiling && grows { sample_due(new_size - block.usable) } else { None };
+        Growth { profiling, grows, due }
+    }
+
+    /// Whether the block at `p`, not of a small page, is a sample.
+    fn is_sample(&self, p: *mut u8) -> bool {
+        self.profiling && crate::profiler::is_sample(p)
+    }
+
+    /// The block at `p`, resized to `size` bytes, is now at `q` (or still at
+    /// `p`): its record follows it, or it becomes a sample.
+    fn follow(&self, p: *mut u8, q: *mut u8, size: usize) {
+        if self.profiling
+            && !crate::profiler::resized(p, q, size, self.grows)
+            && let Some(heap) = self.due
+        {
+            take_sample(heap, size, || (q, false));
         }
-    } else {
-        alloc(new_size, align)
-    };
-    if !q.is_null() {
-        // SAFETY: both blocks are live and distinct; the copy stays within
-        // both.
-        unsafe {
-            core::ptr::copy_nonoverlapping(p, q, block.usable.min(new_size));
-            free(p);
-        }
+    }
+}
+
+/// Runs `alloc` with sampling off on the calling thread: a block `realloc`
+/// moves is not sampled again.
+fn unsampled(alloc: impl FnOnce() -> *mut u8) -> *mut u8 {
+    // SAFETY: a heap is never freed; null if none could be had.
+    match unsafe { thread::heap().as_ref() } {
+        // SAFETY: the calling thread owns its heap and has no `Owner` of it
+        // alive.
+        Some(heap) => unsafe { heap.sampling(alloc) },
+        None => alloc(),
+    }
+}
+
+/// `realloc` of a huge block to `new_size` (above the growth threshold) by
+/// `mremap`; null with `errno = ENOMEM` if it cannot (the block unchanged).
+fn remap_huge(seg: NonNull<SegmentHeader>, p: *mut u8, new_size: usize, growth: &Growth) -> *mut u8 {
+    // Out of the store before `mremap` can unmap the old address (another
+    // thread's block may be recorded there next).
+    let record = crate::profiler::detach(p);
+    // SAFETY: `seg` is the huge segment of `p`, the caller's live block.
+    let q = unsafe { large::resize_huge(seg, p, new_size) };
+    if q.is_null() {
+        crate::profiler::attach(p, record, None);
+        crate::sys::errno::set_errno(libc::ENOMEM);
+        return q;
+    }
+    if record.is_some() {
+        crate::profiler::attach(q, record, Some((new_size, growth.grows)));
+    } else if let Some(heap) = growth.due {
+        take_sample(heap, new_size, || (q, false));
     }
     q
 }

@@ -110,42 +110,58 @@ macro_rules! throwing_new {
         #[unsafe(export_name = $symbol)]
         #[unsafe(naked)]
         pub extern "C" fn $name($($arg: usize),+) -> *mut c_void {
+            // The CFI directives give the function its unwind table entry
+            // (rustc writes none for a naked function): the heap profiler's
+            // stack walk, debuggers and exceptions unwind through it to the
+            // program's call of `new`.
             #[cfg(target_arch = "x86_64")]
             core::arch::naked_asm!(
+                ".cfi_startproc",
                 // The arguments are in registers; the push keeps the stack
                 // 16-aligned for the call.
                 "push rdi",
+                ".cfi_adjust_cfa_offset 8",
                 "call {block}",
                 "pop rdi",
+                ".cfi_adjust_cfa_offset -8",
                 "test rax, rax",
                 "jz 2f",
                 "ret",
                 "2:",
                 "push rdi",
+                ".cfi_adjust_cfa_offset 8",
                 "call {thrower}",
                 "pop rdi",
+                ".cfi_adjust_cfa_offset -8",
                 "jmp rax",
+                ".cfi_endproc",
                 block = sym $block,
                 thrower = sym bad_alloc_thrower,
             );
             #[cfg(target_arch = "x86")]
             core::arch::naked_asm!(
+                ".cfi_startproc",
                 // At entry esp is 12 mod 16: padding and the copied
                 // arguments make it 0 at the call. After the padding the
                 // last argument is at esp + 12, and after each push the one
                 // before it.
                 "sub esp, {pad}",
-                $(concat!("push dword ptr [esp + 12] # ", stringify!($arg)),)+
+                ".cfi_adjust_cfa_offset {pad}",
+                $(concat!("push dword ptr [esp + 12] # ", stringify!($arg)), ".cfi_adjust_cfa_offset 4",)+
                 "call {block}",
                 "add esp, 12",
+                ".cfi_adjust_cfa_offset -12",
                 "test eax, eax",
                 "jz 2f",
                 "ret",
                 "2:",
                 "sub esp, 12",
+                ".cfi_adjust_cfa_offset 12",
                 "call {thrower}",
                 "add esp, 12",
+                ".cfi_adjust_cfa_offset -12",
                 "jmp eax",
+                ".cfi_endproc",
                 pad = const 12 - 4 * [$(stringify!($arg)),+].len(),
                 block = sym $block,
                 thrower = sym bad_alloc_thrower,

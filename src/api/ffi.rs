@@ -51,8 +51,30 @@ pub extern "C" fn memory_stats_print(fd: c_int) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memory_profile_dump(path: *const c_char) -> c_int {
     // SAFETY: per the contract.
-    let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });
-    match crate::api::profile::dump(path) {
+    c_result(crate::api::profile::dump(unsafe { c_path(path) }))
+}
+
+/// `int memory_profile_dump_peak(const char *path)`: the profile at its
+/// peak; as `memory_profile_dump`.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memory_profile_dump_peak(path: *const c_char) -> c_int {
+    // SAFETY: per the contract.
+    c_result(crate::api::profile::dump_peak(unsafe { c_path(path) }))
+}
+
+/// # Safety
+/// `path` is null or a NUL-terminated string that outlives the result.
+unsafe fn c_path<'a>(path: *const c_char) -> Option<&'a CStr> {
+    // SAFETY: per the contract.
+    (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) })
+}
+
+/// 0, or -1 with `errno` set.
+fn c_result(r: Result<(), i32>) -> c_int {
+    match r {
         Ok(()) => 0,
         Err(e) => {
             crate::sys::errno::set_errno(e);
@@ -65,6 +87,7 @@ pub unsafe extern "C" fn memory_profile_dump(path: *const c_char) -> c_int {
 extern "C" fn on_load() {
     alloc::init();
     crate::api::fork::register();
+    crate::profiler::install_signal();
 }
 
 /// Runs when the library is unloaded (or the process exits): deletes the

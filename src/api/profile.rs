@@ -3,6 +3,7 @@
 //! (`MALLOCATOR_PROFILE=<prefix>`, `MALLOCATOR_LEAKS=1`) when the process
 //! starts; see the README's profiling section.
 
+use crate::profiler::View;
 use core::ffi::CStr;
 
 /// Whether allocations are being sampled.
@@ -15,5 +16,12 @@ pub fn enabled() -> bool {
 /// profiling is off (or no path and no prefix), else what `open` or `write`
 /// said.
 pub fn dump(path: Option<&CStr>) -> Result<(), i32> {
-    crate::profiler::dump(path)
+    crate::profiler::dump(path, View::Now)
+}
+
+/// Writes the profile as it was at its peak, when the sampled bytes in use
+/// were highest: to `path`, or to `<prefix>.<pid>.peak.pb.gz` (also
+/// written at exit). Errors as [`dump`]'s.
+pub fn dump_peak(path: Option<&CStr>) -> Result<(), i32> {
+    crate::profiler::dump(path, View::Peak)
 }

@@ -3,7 +3,7 @@
 //! lists them; each has a default that needs no setting.
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// `MALLOCATOR_ON_ERROR=abort`: a bad free aborts instead of being reported
 /// and ignored.
@@ -31,6 +31,12 @@ static PROFILE_RATE: AtomicUsize = AtomicUsize::new(DEFAULT_PROFILE_RATE);
 /// `MALLOCATOR_LEAKS=1`: sample, and report the sampled blocks still live at
 /// exit on stderr.
 static LEAKS: AtomicBool = AtomicBool::new(false);
+/// `MALLOCATOR_PROFILE_SIGNAL=<name or number>`: a numbered profile file
+/// each time the process gets this signal (0: none).
+static PROFILE_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// `MALLOCATOR_PROFILE_INTERVAL=n`: a numbered profile file every `n` bytes
+/// allocated (0: none).
+static PROFILE_INTERVAL: AtomicU64 = AtomicU64::new(0);
 
 /// The ring of emptied pages has this many slots (see `heap.rs` for the
 /// measurement behind the default).
@@ -63,6 +69,18 @@ pub fn init() {
         PROFILE_RATE.store(rate.max(1), Relaxed);
     }
     LEAKS.store(env_flag(c"MALLOCATOR_LEAKS"), Relaxed);
+    if let Some(name) = env(c"MALLOCATOR_PROFILE_SIGNAL").filter(|n| !n.is_empty()) {
+        match parse_signal(name) {
+            Some(signal) => PROFILE_SIGNAL.store(signal, Relaxed),
+            None => crate::sys::errno::write_fd(
+                2,
+                b"mallocator: MALLOCATOR_PROFILE_SIGNAL is not a signal a program can catch; no dumps on a signal\n",
+            ),
+        }
+    }
+    if let Some(n) = env(c"MALLOCATOR_PROFILE_INTERVAL").and_then(parse_u64) {
+        PROFILE_INTERVAL.store(n, Relaxed);
+    }
     if let Some(n) = env_number(c"MALLOCATOR_FAIL_MMAP") {
         crate::os::fail_nth_map(n as u64);
     }
@@ -107,6 +125,52 @@ pub fn leaks() -> bool {
     LEAKS.load(Relaxed)
 }
 
+pub fn profile_signal() -> Option<libc::c_int> {
+    Some(PROFILE_SIGNAL.load(Relaxed)).filter(|&s| s != 0)
+}
+
+pub fn profile_interval() -> u64 {
+    PROFILE_INTERVAL.load(Relaxed)
+}
+
+/// Signals a program may name for its dumps, by name (`SIG` optional).
+/// Left out: those it cannot catch (`KILL`, `STOP`) and those the kernel
+/// sends for a fault of the thread (`SEGV`, `BUS`, `FPE`, `ILL`, `TRAP`,
+/// `ABRT`, `SYS`), which must keep their meaning.
+const SIGNALS: [(&[u8], libc::c_int); 18] = [
+    (b"HUP", libc::SIGHUP),
+    (b"INT", libc::SIGINT),
+    (b"QUIT", libc::SIGQUIT),
+    (b"USR1", libc::SIGUSR1),
+    (b"USR2", libc::SIGUSR2),
+    (b"PIPE", libc::SIGPIPE),
+    (b"ALRM", libc::SIGALRM),
+    (b"TERM", libc::SIGTERM),
+    (b"CHLD", libc::SIGCHLD),
+    (b"CONT", libc::SIGCONT),
+    (b"TSTP", libc::SIGTSTP),
+    (b"TTIN", libc::SIGTTIN),
+    (b"TTOU", libc::SIGTTOU),
+    (b"URG", libc::SIGURG),
+    (b"VTALRM", libc::SIGVTALRM),
+    (b"PROF", libc::SIGPROF),
+    (b"WINCH", libc::SIGWINCH),
+    (b"PWR", libc::SIGPWR),
+];
+
+/// A signal by name (`USR2`, `SIGUSR2`) or number (one of the named, or a
+/// real-time signal); None for anything else.
+fn parse_signal(s: &[u8]) -> Option<libc::c_int> {
+    let name = s.strip_prefix(b"SIG").unwrap_or(s);
+    if let Some(&(_, signal)) = SIGNALS.iter().find(|(n, _)| *n == name) {
+        return Some(signal);
+    }
+    let n = libc::c_int::try_from(parse_number(s)?).ok()?;
+    // glibc's real-time range, after the ones it keeps for itself.
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    (SIGNALS.iter().any(|&(_, signal)| signal == n) || realtime.contains(&n)).then_some(n)
+}
+
 fn env(name: &CStr) -> Option<&'static [u8]> {
     // SAFETY: `name` is NUL-terminated; the result, if not null, is a
     // NUL-terminated string owned by the environment, which outlives us.
@@ -127,17 +191,36 @@ fn env_number(name: &CStr) -> Option<usize> {
 
 /// A decimal number; None for anything else (the default then stays).
 fn parse_number(s: &[u8]) -> Option<usize> {
+    usize::try_from(parse_u64(s)?).ok()
+}
+
+/// A decimal number of 64 bits (byte counts past 4 GiB on 32-bit too).
+fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
-    s.iter().try_fold(0usize, |n, &c| {
-        if c.is_ascii_digit() { n.checked_mul(10)?.checked_add((c - b'0') as usize) } else { None }
-    })
+    s.iter().try_fold(
+        0u64,
+        |n, &c| {
+            if c.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(c - b'0')) } else { None }
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal(b"USR2"), Some(libc::SIGUSR2));
+        assert_eq!(parse_signal(b"SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal(b"12"), Some(12));
+        assert_eq!(parse_signal(b"34"), Some(34));
+        for refused in [&b"KILL"[..], b"SIGSEGV", b"9", b"11", b"0", b"usr2", b"", b"99"] {
+            assert_eq!(parse_signal(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
+    }
 
     #[test]
     fn numbers_parse_strictly() {
@@ -147,5 +230,6 @@ mod tests {
         assert_eq!(parse_number(b"12k"), None);
         assert_eq!(parse_number(b"-1"), None);
         assert_eq!(parse_number(b"99999999999999999999999999"), None);
+        assert_eq!(parse_u64(b"20000000000"), Some(20_000_000_000));
     }
 }

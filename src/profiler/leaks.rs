@@ -4,7 +4,7 @@
 //! exact.
 
 use super::maps::Maps;
-use super::stack::{Own, call_site};
+use super::stack::call_site;
 use super::store::{Bucket, Store};
 use super::symbols;
 use crate::diag::options;
@@ -41,7 +41,6 @@ pub fn report(store: &Store) {
         lost.newline().write_to(2);
     }
     let Some(maps) = Maps::read() else { return };
-    let own = Own::find(&maps);
     for (rank, &(_, b)) in top.iter().take_while(|(_, b)| !b.is_null()).enumerate() {
         // SAFETY: buckets live in the store's arena, which is never unmapped,
         // and the caller holds the store.
@@ -50,7 +49,7 @@ pub fn report(store: &Store) {
         line.push(b"mallocator: leak ").dec(rank as u64 + 1).push(b": ").dec(b.counts.inuse_space as u64);
         line.push(b" bytes in ").dec((b.counts.inuse_objects + 0.5) as u64).push(b" blocks allocated at");
         line.newline().write_to(2);
-        for (depth, &f) in own.trim(b.frames()).iter().enumerate() {
+        for (depth, &f) in b.frames().iter().enumerate() {
             let addr = call_site(f);
             let mut line = Line::new();
             line.push(b"mallocator:     #").dec(depth as u64).push(b" ");

@@ -18,6 +18,7 @@
 
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 mod cfi;
+mod dumps;
 mod gzip;
 mod leaks;
 mod maps;
@@ -37,9 +38,19 @@ use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use store::{MAX_FRAMES, Store};
 
+pub use dumps::install as install_signal;
+pub use pprof::View;
 pub use store::Detached;
 
 static STORE: SpinLock<Store> = SpinLock::new(Store::new());
+
+/// Runs `f` on the store, under its lock; then writes a dump that a signal
+/// asked for meanwhile (see `dumps`).
+fn with_store<R>(f: impl FnOnce(&mut Store) -> R) -> R {
+    let r = f(&mut STORE.lock());
+    dumps::after_unlock();
+    r
+}
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// The interval with profiling off: never reached on 64-bit; on 32-bit
@@ -95,45 +106,97 @@ pub fn alloc_sampled(size: usize) -> *mut u8 {
 pub fn record(p: *mut u8, size: usize) {
     let mut frames = [0usize; MAX_FRAMES];
     let n = stack::capture(&mut frames);
-    let weight = 1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64);
-    STORE.lock().record(p as usize, size, weight, &frames[..n]);
+    let frames = stack::Own::get().trim(&frames[..n]);
+    with_store(|store| {
+        store.record(p as usize, size, weight(size), frames);
+        dumps::after_sample(store);
+    });
+}
+
+/// The blocks a sample of `size` bytes stands for: one over its chance of
+/// being one.
+fn weight(size: usize) -> f64 {
+    1.0 / math::one_minus_exp_neg(size.max(1) as f64 / options::profile_rate() as f64)
 }
 
 /// The large or huge block at `p` is being freed: if it was sampled, its
 /// stack no longer holds it. Called before the block can be reused.
 pub fn forget(p: *mut u8) {
     if enabled() {
-        STORE.lock().forget(p as usize);
+        with_store(|store| store.forget(p as usize));
     }
+}
+
+/// Whether the block at `p` is a sample.
+pub fn is_sample(p: *mut u8) -> bool {
+    enabled() && with_store(|store| store.contains(p as usize))
+}
+
+/// The block at `p` was resized to `size` bytes and now lies at `q` (or
+/// still at `p`): if it is a sample, its record follows it, and if it
+/// `grew`, it is weighed as a block of its new size. False if it is no
+/// sample.
+pub fn resized(p: *mut u8, q: *mut u8, size: usize, grew: bool) -> bool {
+    // The weight is worked out before the lock is taken.
+    let weight = grew.then(|| weight(size));
+    enabled() && with_store(|store| store.resize(p as usize, q as usize, size, weight))
 }
 
 /// Takes the record of `p` out while the block moves (`mremap`).
 pub fn detach(p: *mut u8) -> Option<Detached> {
-    if enabled() { STORE.lock().detach(p as usize) } else { None }
+    if enabled() { with_store(|store| store.detach(p as usize)) } else { None }
 }
 
-/// Puts a record back for the block now at `p`.
-pub fn attach(p: *mut u8, record: Option<Detached>) {
+/// Puts a record back for the block now at `p`; resized to `(size, grew)`
+/// as in [`resized`].
+pub fn attach(p: *mut u8, record: Option<Detached>, resize: Option<(usize, bool)>) {
     if let Some(d) = record {
-        STORE.lock().attach(p as usize, d);
+        let weight = resize.and_then(|(size, grew)| grew.then(|| weight(size)));
+        with_store(|store| {
+            store.attach(p as usize, d);
+            if let Some((size, _)) = resize {
+                store.resize(p as usize, p as usize, size, weight);
+            }
+        });
     }
 }
 
-/// Longest default file name: the prefix, a dot, a pid, `.pb.gz`, NUL.
+/// Longest file name: the prefix and what follows it, NUL included.
 const PATH_MAX: usize = 4096;
 
-/// Writes the profile to `path`, or to `<prefix>.<pid>.pb.gz` without one.
-/// `Err(errno)`: `EINVAL` if profiling is off or there is no path,
+/// Writes the profile, of the present or of the peak, to `path`, or to
+/// `<prefix>.<pid>.pb.gz` (the peak: `<prefix>.<pid>.peak.pb.gz`) without
+/// one. `Err(errno)`: `EINVAL` if profiling is off or there is no path,
 /// `ENAMETOOLONG`, or what `open`/`write` or a mapping said.
-pub fn dump(path: Option<&CStr>) -> Result<(), i32> {
+pub fn dump(path: Option<&CStr>, view: View) -> Result<(), i32> {
     if !enabled() {
         return Err(libc::EINVAL);
     }
     let mut name = [0u8; PATH_MAX];
     let path = match path {
         Some(p) => p.to_bytes_with_nul(),
-        None => default_path(&mut name)?,
+        None => default_path(&mut name, if view == View::Peak { b".peak" } else { b"" }, 0)?,
     };
+    dump_to(path, view)
+}
+
+/// [`dump`] to `path` (NUL-terminated).
+fn dump_to(path: &[u8], view: View) -> Result<(), i32> {
+    // The mappings are read before the store is locked: samples wait less.
+    let maps = maps::Maps::read().ok_or_else(errno)?;
+    with_store(|store| write_file(path, store, &maps, view))
+}
+
+/// One line on stderr: the profile `path` (NUL-terminated) could not be
+/// written, and why.
+fn report_failure(path: &[u8], errno: i32) {
+    let mut line = crate::diag::text::Line::new();
+    line.push(b"mallocator: could not write the heap profile ").push(path.strip_suffix(b"\0").unwrap_or(path));
+    line.push(b" (errno ").dec(errno as u64).push(b")").newline().write_to(2);
+}
+
+/// Writes the profile of `store` to `path` (NUL-terminated).
+fn write_file(path: &[u8], store: &Store, maps: &maps::Maps, view: View) -> Result<(), i32> {
     // SAFETY: `path` is NUL-terminated; the descriptor is closed below.
     let fd = unsafe {
         libc::syscall(
@@ -147,30 +210,42 @@ pub fn dump(path: Option<&CStr>) -> Result<(), i32> {
     if fd < 0 {
         return Err(errno());
     }
-    let written = write_profile(fd);
+    let written = match gzip::Gzip::new(fd) {
+        Some(mut out) => {
+            let ok = pprof::write(&mut out, store, maps, options::profile_rate(), view);
+            out.finish() && ok
+        }
+        None => false,
+    };
+    let error = errno();
     // SAFETY: `fd` was opened above.
     unsafe { libc::syscall(libc::SYS_close, fd) };
-    if written { Ok(()) } else { Err(errno()) }
+    if written { Ok(()) } else { Err(error) }
 }
 
-fn write_profile(fd: libc::c_int) -> bool {
-    let Some(maps) = maps::Maps::read() else { return false };
-    let Some(mut out) = gzip::Gzip::new(fd) else { return false };
-    let ok = pprof::write(&mut out, &STORE.lock(), &maps, options::profile_rate());
-    out.finish() && ok
-}
-
-fn default_path(buf: &mut [u8; PATH_MAX]) -> Result<&[u8], i32> {
+/// `<prefix>.<pid><middle>[.<seq>].pb.gz` and a NUL in `buf` (`seq` 0:
+/// none; else at least four digits, so that the files sort by it).
+fn default_path<'b>(buf: &'b mut [u8; PATH_MAX], middle: &[u8], seq: u64) -> Result<&'b [u8], i32> {
     let prefix = options::profile_prefix().ok_or(libc::EINVAL)?;
-    let mut pid = crate::diag::text::Line::new();
+    let mut tail = crate::diag::text::Line::new();
     // SAFETY: getpid has no preconditions.
-    pid.push(b".").dec(unsafe { libc::getpid() } as u64).push(b".pb.gz\0");
-    let (a, b) = (prefix.len(), pid.as_bytes().len());
+    tail.push(b".").dec(unsafe { libc::getpid() } as u64).push(middle);
+    if seq != 0 {
+        let mut digits = crate::diag::text::Line::new();
+        digits.dec(seq);
+        tail.push(b".");
+        for _ in digits.as_bytes().len()..4 {
+            tail.push(b"0");
+        }
+        tail.push(digits.as_bytes());
+    }
+    tail.push(b".pb.gz\0");
+    let (a, b) = (prefix.len(), tail.as_bytes().len());
     if a + b > buf.len() {
         return Err(libc::ENAMETOOLONG);
     }
     buf[..a].copy_from_slice(prefix);
-    buf[a..a + b].copy_from_slice(pid.as_bytes());
+    buf[a..a + b].copy_from_slice(tail.as_bytes());
     Ok(&buf[..a + b])
 }
 
@@ -179,19 +254,39 @@ fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-/// At exit (the library's finalizer): the profile file and the leak report,
-/// as asked for. A failed write is reported on stderr.
+/// Now, `CLOCK_REALTIME` in nanoseconds (pprof's `time_nanos`).
+fn now_nanos() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// At exit (the library's finalizer): the profile files (the present and
+/// the peak) and the leak report, as asked for. A failed write is reported
+/// on stderr.
 pub fn at_exit() {
-    if options::profile_prefix().is_some() && dump(None).is_err() {
-        crate::sys::errno::write_fd(2, b"mallocator: could not write the heap profile\n");
+    if options::profile_prefix().is_some() {
+        for (view, middle) in [(View::Now, &b""[..]), (View::Peak, b".peak")] {
+            let mut name = [0u8; PATH_MAX];
+            match default_path(&mut name, middle, 0) {
+                Ok(path) => {
+                    if let Err(e) = dump_to(path, view) {
+                        report_failure(path, e);
+                    }
+                }
+                Err(e) => report_failure(b"<prefix>.<pid>.pb.gz", e),
+            }
+        }
     }
     if options::leaks() {
-        leaks::report(&STORE.lock());
+        with_store(|store| leaks::report(store));
     }
 }
 
 /// Holds the profile's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
+    stack::Own::lock_for_fork();
     STORE.lock_forever();
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     walk::lock_for_fork();
@@ -205,5 +300,6 @@ pub unsafe fn unlock_after_fork() {
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
         walk::unlock_after_fork();
         STORE.force_unlock();
+        stack::Own::unlock_after_fork();
     }
 }

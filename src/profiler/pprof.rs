@@ -9,8 +9,8 @@
 
 use super::gzip::Gzip;
 use super::maps::Maps;
-use super::stack::{Own, call_site};
-use super::store::{Bucket, MAX_FRAMES, Store};
+use super::stack::call_site;
+use super::store::{Bucket, Counts, MAX_FRAMES, Store};
 use super::symbols;
 use crate::os::{self, OS_PAGE};
 
@@ -102,10 +102,17 @@ fn value_type(kind: u64, unit: u64) -> Msg {
     m
 }
 
+/// Which moment a profile shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Now,
+    /// When the estimated bytes in use were highest (see `store`).
+    Peak,
+}
+
 /// Writes the whole profile. False if memory for the location table could
 /// not be had or a write failed.
-pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
-    let own = Own::find(maps);
+pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize, view: View) -> bool {
     let mut frames = 0;
     store.for_each_bucket(|b| frames += b.frames().len());
     let Some(mut locations) = Locations::new(frames) else { return false };
@@ -113,7 +120,16 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
     for (kind, unit) in SAMPLE_TYPES {
         put(out, field::SAMPLE_TYPE, value_type(kind, unit).bytes());
     }
-    store.for_each_bucket(|b| put(out, field::SAMPLE, sample(b, &own, &mut locations).bytes()));
+    store.for_each_bucket(|b| {
+        let counts = match view {
+            View::Now => b.counts,
+            View::Peak => store.at_peak(b),
+        };
+        // A stack that had allocated nothing yet at the peak is left out.
+        if view == View::Now || counts.alloc_objects > 0.0 {
+            put(out, field::SAMPLE, sample(b, counts, &mut locations).bytes());
+        }
+    });
     for s in STRINGS {
         put(out, field::STRING_TABLE, s);
     }
@@ -148,7 +164,11 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
         msg.uint(3, addr as u64);
         put(out, field::LOCATION, msg.bytes());
     });
-    put_uint(out, field::TIME_NANOS, now_nanos());
+    let time = match view {
+        View::Peak if store.peak.time_nanos != 0 => store.peak.time_nanos,
+        _ => super::now_nanos(),
+    };
+    put_uint(out, field::TIME_NANOS, time);
     put(out, field::PERIOD_TYPE, value_type(7, 4).bytes());
     put_uint(out, field::PERIOD, rate as u64);
     put_uint(out, field::DEFAULT_SAMPLE_TYPE, 6);
@@ -156,25 +176,17 @@ pub fn write(out: &mut Gzip, store: &Store, maps: &Maps, rate: usize) -> bool {
 }
 
 /// A bucket as a `Sample`: location ids innermost first, then the values.
-fn sample(b: &Bucket, own: &Own, locations: &mut Locations) -> Msg {
+fn sample(b: &Bucket, c: Counts, locations: &mut Locations) -> Msg {
     let mut ids = [0u64; MAX_FRAMES];
-    let frames = own.trim(b.frames());
+    let frames = b.frames();
     for (id, &f) in ids.iter_mut().zip(frames) {
         *id = locations.id(call_site(f));
     }
-    let c = b.counts;
     let round = |x: f64| if x > 0.0 { (x + 0.5) as u64 } else { 0 };
     let mut msg = Msg::new();
     msg.packed(1, &ids[..frames.len()]);
     msg.packed(2, &[round(c.alloc_objects), round(c.alloc_space), round(c.inuse_objects), round(c.inuse_space)]);
     msg
-}
-
-fn now_nanos() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Distinct addresses and their location ids (from 1), in an open-addressed

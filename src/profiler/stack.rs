@@ -1,5 +1,7 @@
-//! Call stacks: captured when a block is sampled, trimmed of the
-//! allocator's own frames when written out.
+//! Call stacks: captured when a block is sampled, and trimmed of the
+//! allocator's own frames before they are stored, so that one call site is
+//! one stack however the allocator reached the sample (its fast path, the
+//! first request of a thread, the large path).
 //!
 //! Programs built without frame pointers (Debian's default) unwind only by
 //! their DWARF call-frame information. On x86 the walk is [`walk`]'s, by
@@ -12,6 +14,7 @@
 
 use super::maps::Maps;
 use super::store::MAX_FRAMES;
+use crate::sys::lock::SpinLock;
 use core::ffi::{c_int, c_void};
 
 unsafe extern "C" {
@@ -40,6 +43,7 @@ pub(super) fn by_libgcc(out: &mut [usize; MAX_FRAMES]) -> usize {
 /// Where the allocator's own code lies, when it is a library of its own
 /// (`libmemory.so`). Linked into a Rust program, its frames cannot be told
 /// from the program's by address and stay in the stacks.
+#[derive(Clone, Copy)]
 pub struct Own {
     ranges: [(usize, usize); OWN_RANGES],
     n: usize,
@@ -48,8 +52,34 @@ pub struct Own {
 /// A shared library has one executable mapping (two with a split text).
 const OWN_RANGES: usize = 4;
 
+/// [`Own`], found at the first sample: the library's code stays where it
+/// was mapped (unloaded, it takes this with it).
+static OWN: SpinLock<Option<Own>> = SpinLock::new(None);
+
 impl Own {
-    pub fn find(maps: &Maps) -> Own {
+    /// The allocator's code ranges (none if `/proc/self/maps` cannot be
+    /// read).
+    pub fn get() -> Own {
+        let mut own = OWN.lock();
+        *own.get_or_insert_with(|| match Maps::read() {
+            Some(maps) => Own::find(&maps),
+            None => Own { ranges: [(0, 0); OWN_RANGES], n: 0 },
+        })
+    }
+
+    /// Holds the lock of [`Own::get`] across `fork` (with the profile's).
+    pub fn lock_for_fork() {
+        OWN.lock_forever();
+    }
+
+    /// # Safety
+    /// After [`Own::lock_for_fork`], in the parent or the child.
+    pub unsafe fn unlock_after_fork() {
+        // SAFETY: per the contract.
+        unsafe { OWN.force_unlock() };
+    }
+
+    fn find(maps: &Maps) -> Own {
         let mut own = Own { ranges: [(0, 0); OWN_RANGES], n: 0 };
         let here = Own::find as fn(&Maps) -> Own as usize;
         let Some((_, mine)) = maps.find(here) else { return own };

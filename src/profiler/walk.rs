@@ -27,8 +27,12 @@ const RULE_SLOTS: usize = 1024;
 
 const _: () = assert!(size_of::<(usize, Verdict)>() <= 32);
 
-/// A direct-mapped table of verdicts by return address (0: an empty slot;
-/// no walk looks one up).
+/// A two-way set-associative table of verdicts by return address (0: an
+/// empty slot; no walk looks one up), the more recently used of a pair
+/// first. Direct-mapped, two return addresses of every sampled stack that
+/// fell on one slot derived their rules again at each sample: after a
+/// change of code layout, 5,600 instead of 900 instructions a walk on
+/// `large_blocks` (i686, callgrind).
 struct Rules {
     slots: [(usize, Verdict); RULE_SLOTS],
 }
@@ -40,12 +44,16 @@ impl Rules {
 
     fn verdict(&mut self, ra: usize) -> Verdict {
         // Fibonacci hashing of the low 32 bits: code addresses differ there.
-        let i = ((ra as u32).wrapping_mul(0x9e37_79b9) >> (32 - RULE_SLOTS.trailing_zeros())) as usize;
-        let slot = &mut self.slots[i];
-        if slot.0 != ra {
-            *slot = (ra, cfi::verdict(ra));
+        let i = ((ra as u32).wrapping_mul(0x9e37_79b9) >> (32 - RULE_SLOTS.trailing_zeros())) as usize & !1;
+        if self.slots[i].0 == ra {
+            return self.slots[i].1;
         }
-        slot.1
+        if self.slots[i + 1].0 != ra {
+            // The less recently used of the pair goes.
+            self.slots[i + 1] = (ra, cfi::verdict(ra));
+        }
+        self.slots.swap(i, i + 1);
+        self.slots[i].1
     }
 }
 

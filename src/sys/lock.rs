@@ -41,6 +41,12 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// The lock if it is free now; never waits (a signal handler's way).
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        Some(SpinGuard { lock: self })
+    }
+
     /// Takes the lock and keeps it past any guard (around `fork`).
     pub fn lock_forever(&self) {
         core::mem::forget(self.lock());

@@ -278,16 +278,18 @@ impl Heap {
         true
     }
 
-    /// Runs `f` (which takes a sample) with sampling off on this heap.
+    /// Runs `f` (which takes a sample) with sampling off on this heap; it
+    /// may nest (a `realloc` inside a sample's stack walk), and restores
+    /// what it found.
     ///
     /// # Safety
     /// The calling thread holds the heap and has no `Owner` of it alive.
     pub unsafe fn sampling<R>(&self, f: impl FnOnce() -> R) -> R {
         // SAFETY: per the contract; each `Owner` lives for one statement.
-        unsafe { self.owner() }.local().sampling = true;
+        let was = core::mem::replace(&mut unsafe { self.owner() }.local().sampling, true);
         let r = f();
         // SAFETY: as above.
-        unsafe { self.owner() }.local().sampling = false;
+        unsafe { self.owner() }.local().sampling = was;
         r
     }
 }
@@ -501,18 +503,24 @@ impl Owner<'_> {
     }
 
     /// Starts the next sampling interval after the countdown passed zero;
-    /// true if the request that passed it is to be sampled (profiling is on,
-    /// no sample is being taken, and the countdown had been armed: a heap's
-    /// first request only arms it).
+    /// true if the request that passed it is to be sampled (profiling is on
+    /// and no sample is being taken).
     fn rearm(&mut self) -> bool {
         let c = &self.heap.counters;
         let armed = c.sample_at.get() != 0;
+        // The bytes of the request past zero: on a heap's first request
+        // (the countdown starts at zero), all of them.
+        let past = c.countdown.get().wrapping_neg() as usize;
         let interval = crate::profiler::next_interval(&mut self.local().rng);
         // The bytes past zero count as requested: `sample_at - countdown`
         // stays the requested bytes.
         c.sample_at.add(interval.wrapping_sub(c.countdown.get()) as usize);
         c.countdown.set(interval);
-        armed && !self.local().sampling && crate::profiler::enabled()
+        // A heap's sample points start with the heap: its first request is
+        // sampled if the first point, drawn now, falls within its bytes
+        // (chance `1 - e^(-size/rate)`, as for any request), not never.
+        let due = armed || crate::profiler::next_interval(&mut self.local().rng) as usize <= past;
+        due && !self.local().sampling && crate::profiler::enabled()
     }
 
     /// Frees `p`, which lies in `page`, a page of this heap found the long

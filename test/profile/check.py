@@ -11,7 +11,38 @@ the first claim that does not hold.
                                    BYTES (+-15 %), and no freed site
   check.py flame SVG BYTES NAME... a well-formed SVG of BYTES (-20 %) in all,
                                    with a frame of each NAME
+  check.py estimates FORMAT OUTPUT RATE TRUTH WHEN [COLUMN]
+                                   each site of TRUTH (lines "function count
+                                   size leaks|freed", or held|gone) is
+                                   estimated within its bound (below) in the
+                                   flat column (or cum) of `mallocator-prof
+                                   top` or `go tool pprof -top -unit=B`:
+                                   every site in a profile of WHEN=live; at
+                                   any other WHEN (exit, peak) the leaking
+                                   (held) ones, and the freed (gone) hold 0
+  check.py totals PROF_TOP GO_TOP  go tool pprof read the profile whole: its
+                                   total equals mallocator-prof's
+  check.py timeline SVG NAME...     a well-formed SVG of one band per legend
+                                   row, a band for each NAME (a function of
+                                   its stack's label)
+  check.py dumps PREFIX PID MIN MAX the numbered dumps PREFIX.PID.<seq>.pb.gz
+                                   are numbered 1..n without a gap, MIN <= n
+                                   <= MAX; prints their paths in order
+  check.py leakreport STDERR RATE TRUTH
+                                   the leak report names each leaking site
+                                   of TRUTH with its bytes within the bound,
+                                   and no freed one
+
+The bound of an estimate. A block of s bytes is sampled with chance
+p = 1 - e^(-s/RATE) and counts as 1/p blocks, so a site of n such blocks
+(T = n s bytes) is estimated with standard deviation
+sigma = s sqrt(n (1 - p) / p). The check allows Z = 5 of them (plus the
+rounding of the file's integers): a correct profile fails it with chance
+6e-7 per estimate (normal tails; the estimate sums many independent
+samples), about 1e-4 over the whole test; a path whose blocks are never
+sampled, or sampled with the wrong weight, is off by far more.
 """
+import math
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -85,7 +116,7 @@ def flame(path, true_bytes, names):
     if not root.tag.endswith("svg"):
         fail(f"{path}: root element {root.tag}, not svg")
     titles = [t.text or "" for t in root.iter() if t.tag.endswith("title")]
-    if len(titles) < 10:
+    if len(titles) <= len(names):
         fail(f"{path}: only {len(titles)} frames")
     for name in names:
         if not any(name in t for t in titles):
@@ -98,6 +129,112 @@ def flame(path, true_bytes, names):
     print(f"flame graph: {len(titles)} frames, {total} bytes, with {', '.join(names)}")
 
 
+Z = 5.0
+
+
+def bound(count, size, rate):
+    """Z standard deviations of the estimate of `count` blocks of `size`
+    bytes, and the integer rounding (half a byte per value written)."""
+    p = -math.expm1(-size / rate)
+    return Z * size * math.sqrt(count * (1 - p) / p) + 2 + 1e-6 * count * size
+
+
+def read_truth(path):
+    sites = []
+    for line in open(path):
+        name, count, size, fate = line.split()
+        sites.append((name, int(count), int(size), fate in ("leaks", "held")))
+    return sites
+
+
+def column_bytes(text, fmt, column):
+    """{function: bytes} of the flat (or cum) column. mallocator-prof: raw
+    integers; go tool pprof -unit=B: integers with a B, 0 bare."""
+    index = {"flat": 0, "cum": 2 if fmt == "prof" else 3}[column]
+    if fmt == "go" and not re.search(r"^Showing nodes", text, re.M):
+        fail("not go tool pprof -top output:\n" + text)
+    got = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 6 and cols[1].endswith("%") and re.fullmatch(r"\d+B?", cols[index]):
+            # A Rust function is named with its path.
+            name = cols[-1].rsplit("::", 1)[-1]
+            got[name] = got.get(name, 0) + int(cols[index].rstrip("B"))
+    return got
+
+
+def estimates(fmt, path, rate, truth, when, column="flat"):
+    text = open(path).read()
+    got = column_bytes(text, fmt, column)
+    rate = int(rate)
+    for name, count, size, leaks in read_truth(truth):
+        est = got.get(name, 0)
+        if when != "live" and not leaks:
+            if est != 0:
+                fail(f"{fmt} {column}: {name} is gone but holds {est} bytes\n{text}")
+            continue
+        true_bytes, b = count * size, bound(count, size, rate)
+        if abs(est - true_bytes) > b:
+            fail(f"{fmt} {column}: {name} estimated {est} bytes, true {true_bytes} +- {b:.0f}\n{text}")
+        print(f"{fmt} {when} {column}: {name} {est} of {true_bytes} (+- {b / true_bytes:.1%})")
+
+
+def totals(prof_path, go_path):
+    prof_text, go_text = open(prof_path).read(), open(go_path).read()
+    mine = re.search(r"^Total: (\d+) in-use bytes", prof_text, re.M)
+    theirs = re.search(r"^Showing nodes accounting for \d+B?, [\d.]+% of (\d+)B? total", go_text, re.M)
+    if not mine or not theirs:
+        fail(f"no total in\n{prof_text}\n{go_text}")
+    if int(mine.group(1)) != int(theirs.group(1)):
+        fail(f"in-use totals differ: mallocator-prof {mine.group(1)}, go tool pprof {theirs.group(1)}")
+    print(f"go tool pprof reads the same total: {mine.group(1)} bytes")
+
+
+def timeline(path, names):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        fail(f"{path} is not well-formed XML: {e}")
+    bands = [p for p in root.iter() if p.tag.endswith("polygon") and p.get("class") == "band"]
+    legend = ["".join(t.itertext()) for t in root.iter() if t.tag.endswith("text") and t.get("class") == "legend"]
+    if not bands or len(bands) != len(legend):
+        fail(f"{path}: {len(bands)} bands for {len(legend)} legend rows")
+    for name in names:
+        if not any(name in row.split(" (at most")[0] for row in legend):
+            fail(f"{path}: no band of {name} among {legend}")
+    print(f"timeline: {len(bands)} bands, with {', '.join(names)}")
+
+
+def dumps(prefix, pid, least, most):
+    import glob
+    pattern = re.compile(re.escape(f"{prefix}.{pid}.") + r"(\d+)\.pb\.gz$")
+    seqs = sorted(int(m.group(1)) for f in glob.glob(f"{glob.escape(prefix)}.{pid}.*.pb.gz")
+                  if (m := pattern.match(f)))
+    if seqs != list(range(1, len(seqs) + 1)):
+        fail(f"dumps of {prefix}.{pid} are not numbered 1..n: {seqs}")
+    if not int(least) <= len(seqs) <= int(most):
+        fail(f"{len(seqs)} dumps of {prefix}.{pid}, expected {least}..{most}")
+    for seq in seqs:
+        print(f"{prefix}.{pid}.{seq:04d}.pb.gz")
+
+
+def leakreport(path, rate, truth):
+    text = open(path).read()
+    found = {m.group(2).split("+")[0]: int(m.group(1)) for m in re.finditer(
+        r"^mallocator: leak \d+: (\d+) bytes in \d+ blocks allocated at\nmallocator:     #0 (\S+)", text, re.M)}
+    for name, count, size, leaks in read_truth(truth):
+        if not leaks:
+            if name in found:
+                fail(f"{name} was freed but the leak report names it\n{text}")
+            continue
+        if name not in found:
+            fail(f"the leak report does not name {name}\n{text}")
+        true_bytes, b = count * size, bound(count, size, int(rate))
+        if abs(found[name] - true_bytes) > b:
+            fail(f"leak report: {name} holds {found[name]} bytes, true {true_bytes} +- {b:.0f}\n{text}")
+        print(f"leak report: {name} {found[name]} of {true_bytes} (+- {b / true_bytes:.1%})")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "shares":
@@ -106,6 +243,16 @@ def main():
         inuse(*args)
     elif cmd == "leaks":
         leaks(args[0], int(args[1]))
+    elif cmd == "estimates":
+        estimates(*args)
+    elif cmd == "totals":
+        totals(*args)
+    elif cmd == "timeline":
+        timeline(args[0], args[1:])
+    elif cmd == "dumps":
+        dumps(*args)
+    elif cmd == "leakreport":
+        leakreport(*args)
     elif cmd == "flame":
         flame(args[0], int(args[1]), args[2:])
     else:

@@ -46,6 +46,11 @@ impl ProfileWriter {
         uint(&mut self.body, 14, inuse);
     }
 
+    /// Field 9 `time_nanos`: when the profile was taken.
+    pub fn time_nanos(&mut self, nanos: u64) {
+        uint(&mut self.body, 9, nanos);
+    }
+
     /// `build_id`: "" for none.
     pub fn mapping(&mut self, start: u64, limit: u64, file_offset: u64, filename: &str, build_id: &str) -> u64 {
         let id = self.id();

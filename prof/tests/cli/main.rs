@@ -8,6 +8,7 @@ mod flame;
 mod formats;
 mod names;
 mod symbols;
+mod timeline;
 mod top;
 
 use encode::ProfileWriter;
