@@ -11,10 +11,13 @@ use core::ptr::{NonNull, null_mut};
 
 pub(super) const RUNS: usize = LARGE_SEGMENT_SIZE / OS_PAGE;
 
-/// Entry flags: a run's first page, its last page, a free run.
+/// Entry flags: a run's first page, its last page, a free run; and, at the
+/// first page of a free run, that the decay saw it free at its last tick
+/// (see `budget`).
 pub(super) const FIRST: u16 = 1;
 const LAST: u16 = 2;
 pub(super) const FREE: u16 = 4;
+const AGED: u16 = 8;
 
 /// Per OS page of a large segment. `len` and `flags` are meaningful at the
 /// first and last page of a run; `resident` and the links at the first page
@@ -30,6 +33,25 @@ pub(super) struct Run {
     prev: *mut Run,
 }
 const _: () = assert!(RUNS <= u16::MAX as usize, "page counts fit `resident`");
+
+impl Run {
+    /// Whether the free run starting at `run` was free at the decay's last
+    /// tick and unused since.
+    ///
+    /// # Safety
+    /// `run` is the first entry of a free run of a live segment.
+    pub(super) unsafe fn aged(run: *const Run) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*run).flags & AGED != 0 }
+    }
+
+    /// # Safety
+    /// As for [`Run::aged`].
+    pub(super) unsafe fn set_aged(run: *mut Run) {
+        // SAFETY: per the contract.
+        unsafe { (*run).flags |= AGED };
+    }
+}
 
 #[repr(C)]
 pub(super) struct LargeSegment {
@@ -100,9 +122,13 @@ impl LargeSegment {
 
 impl State {
     /// Puts the free run of `len` pages at `index`, of which at most
-    /// `resident` may be resident, in its bin.
-    pub(super) fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, resident: usize) {
+    /// `resident` may be resident, in its bin; `aged` if it is what is left
+    /// of an aged run (memory freed now is not).
+    pub(super) fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, resident: usize, aged: bool) {
         seg.mark(index, len, FREE);
+        if aged {
+            seg.runs[index].flags |= AGED;
+        }
         let bin = bin_of(len);
         let run = seg.run(index);
         self.dirty += resident * OS_PAGE;
@@ -182,7 +208,7 @@ impl State {
             if options::secure() {
                 os::protect((*seg).page_addr(HEADER_PAGES) as *mut u8, OS_PAGE);
             }
-            self.insert(&mut *seg, first_page(), usable_pages(), 0);
+            self.insert(&mut *seg, first_page(), usable_pages(), 0, false);
         }
         true
     }
@@ -243,7 +269,7 @@ pub(super) unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut 
         // SAFETY: the segment holds no block any more.
         unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     } else {
-        state.insert(s, index, len, resident);
+        state.insert(s, index, len, resident, false);
     }
     state.trim(released);
 }
