@@ -21,8 +21,8 @@ static RETAIN_PAGES: AtomicUsize = AtomicUsize::new(MAX_RETAIN_PAGES);
 /// `MALLOCATOR_DIRTY_KIB=n` (default 2048): the least KiB of freed large
 /// memory kept resident (the budget is twice the live large bytes if more).
 static DIRTY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_DIRTY_KIB << 10);
-/// `MALLOCATOR_DECAY_MS=n` (default 10): freed large memory unused this long
-/// goes back to the system (see `large::budget`).
+/// `MALLOCATOR_DECAY_MS=n` (default 100): freed large memory unused this
+/// long goes back to the system (see `large::budget`).
 static DECAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_DECAY_MS);
 /// `MALLOCATOR_PROFILE=<prefix>`: sample allocations and write
 /// `<prefix>.<pid>.pb.gz` at exit (a pointer into the environment, which
@@ -41,12 +41,15 @@ pub const MAX_RETAIN_PAGES: usize = 64;
 /// 2 MiB, about the L2+L3 share of a core: what a program recycling large
 /// buffers reuses while still warm (see `large.rs`).
 const DEFAULT_DIRTY_KIB: usize = 2048;
-/// 10 ms, mimalloc's delay before it purges freed memory: long enough that a
-/// program cycling through large buffers reuses them warm (a step of
-/// `big_buffers` or `prodcons_deep` takes well under 1 ms), short enough
-/// that one that stopped using them gets their memory back at its next
-/// large request (or its next `malloc_trim`).
-const DEFAULT_DECAY_MS: usize = 10;
+/// 100 ms: ten times mimalloc's 10 ms, because on a loaded machine (2 shared
+/// CPUs, `make -C bench run`'s own load) a step of `big_buffers` (25 MiB
+/// faulted in) can take over 20 ms, and with 10 ms every such step gave all
+/// cached mappings back and the next ones were mapped and faulted afresh:
+/// 4.9 s against 0.68 s, 209 against 78 `mmap`/`munmap` calls. Short enough
+/// that `sqlite`'s freed sort buffers go while its page cache grows (peak
+/// RSS 39 MB with 10 to 200 ms, 46 MB with 1 s), and a program that stopped
+/// using large memory gets it back at its next large request 50 ms later.
+const DEFAULT_DECAY_MS: usize = 100;
 /// 512 KiB, tcmalloc's and jemalloc's default sampling interval: a few
 /// samples per megabyte keep the cost near zero (one stack capture, a few
 /// microseconds, per half megabyte allocated) while a site that holds 1 % of

@@ -3,7 +3,7 @@
 //! By time (decay): free runs and cached huge mappings that stay unused go
 //! back to the system, with no background thread: every call into the
 //! large allocator first lets the decay run ([`State::decay`]). Each
-//! `MALLOCATOR_DECAY_MS` (10 ms) a tick marks what is free as *aged* and
+//! `MALLOCATOR_DECAY_MS` (100 ms) a tick marks what is free as *aged* and
 //! gives back what was already aged at the previous tick and was not used
 //! since: the memory of a run or a mapping unused for between one and two
 //! periods. A call that comes two periods (at most 50 ms) or more after the
@@ -69,7 +69,7 @@ pub fn release_caches() -> bool {
 /// making large requests. (Until issue 24 this trimmed free large memory to
 /// twice the *current* live large bytes, for `sqlite`, whose sort buffers
 /// stayed warm while its page cache grew, `docs/performance.md` step 13:
-/// the decay gives them back 10-20 ms after their last use, without a
+/// the decay gives them back 100-200 ms after their last use, without a
 /// purge, and the `mincore` counting it needed, at every new thread.)
 pub fn trim_to_live() {
     drop(super::enter());
@@ -134,7 +134,7 @@ impl State {
     }
 
     /// After `released` bytes were given up, keeps freed memory within the
-    /// resident budget: unmaps cached huge mappings, oldest first, then
+    /// resident budget: unmaps cached huge mappings, smallest first, then
     /// purges free runs.
     pub(super) fn trim(&mut self, released: usize) {
         let live = (stats::LARGE_LIVE_BYTES.get() + stats::HUGE_LIVE_BYTES.get()) as usize;
@@ -150,7 +150,7 @@ impl State {
                 self.purge_down_to(budget - budget / 4);
                 return;
             }
-            self.unmap_oldest_cached();
+            self.unmap_smallest_cached();
         }
     }
 
@@ -159,7 +159,7 @@ impl State {
     pub(super) fn release_caches(&mut self) -> bool {
         let had = self.release_free_segments() | (self.huge_cached != 0);
         while self.huge_cached != 0 {
-            self.unmap_oldest_cached();
+            self.unmap_smallest_cached();
         }
         had
     }

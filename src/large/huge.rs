@@ -319,7 +319,7 @@ impl State {
     }
 
     /// Unmaps the smallest cached huge mapping (the cache is not empty).
-    pub(super) fn unmap_oldest_cached(&mut self) {
+    pub(super) fn unmap_smallest_cached(&mut self) {
         // SAFETY: cached headers are live mappings of ours.
         let size = |h: *mut HugeHeader| unsafe { (*h).header.size };
         let cached = self.huge_cache.iter().enumerate().take_while(|(_, h)| !h.is_null());
@@ -378,7 +378,7 @@ impl State {
     /// cache is full).
     fn push_cached(&mut self, h: *mut HugeHeader) {
         if !self.huge_cache[HUGE_CACHE - 1].is_null() {
-            self.unmap_oldest_cached();
+            self.unmap_smallest_cached();
         }
         let used = self.huge_cache.iter().take_while(|h| !h.is_null()).count();
         self.huge_cache[used] = h;

@@ -16,12 +16,12 @@
 //! when it is a segment or more: no `mremap`, no page faults.
 //!
 //! Release policy (`budget`): by time, freed runs and cached mappings that
-//! stay unused for one to two `MALLOCATOR_DECAY_MS` (10 ms) go back to the
+//! stay unused for one to two `MALLOCATOR_DECAY_MS` (100 ms) go back to the
 //! system at the next call into the large allocator (two periods of quiet:
 //! all of it); by amount, they stay resident while they total at most twice
 //! the recent peak of live large and huge bytes (at least
 //! `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see `budget::resident_budget`),
-//! past which cached mappings are unmapped oldest first and the largest
+//! past which cached mappings are unmapped smallest first and the largest
 //! runs purged until a quarter of the budget is free again. One entirely
 //! free segment stays (warm, until the budget or the decay wants its
 //! pages); others are unmapped. When a mapping fails, the caches go first.
