@@ -108,7 +108,7 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
 /// enough goes back (there is no background thread).
 fn enter() -> SpinGuard<'static, State> {
     let mut state = LARGE.lock();
-    state.decay(clock::now_ms());
+    state.decay(clock::now_ms(), crate::diag::options::decay_ms());
     state
 }
 
