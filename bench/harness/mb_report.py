@@ -400,13 +400,19 @@ def instructions_section(instr):
         md.append(markdown_table(t, allocs) + "\n")
     md.append("Commands (instructions mode sizes):\n")
     md += ["- %s: `%s`" % (w["name"], " ".join(w["argv"])) for w in meta["workloads"]]
-    fails = [r for r in runs if not r.get("ok")]
-    if fails:
-        md.append("\nFailed callgrind runs (left out above):\n")
-        md += ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
-                                       "; ".join(r["problems"])) for r in fails]
+    md += failed_runs("\nFailed callgrind runs (left out above):\n", runs)
     md.append("")
     return "\n".join(md)
+
+
+def failed_runs(title, runs):
+    """Markdown lines listing the runs of a single-run mode that failed
+    (none when all passed)."""
+    fails = [r for r in runs if not r.get("ok")]
+    if not fails:
+        return []
+    return [title] + ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
+                                              "; ".join(r["problems"])) for r in fails]
 
 
 def _syscall_rows(runs, bits, names, calls):
@@ -487,11 +493,7 @@ def syscalls_section(sysc):
                   if r["bits"] == bits and r["workload"] == "startup" and r.get("ok")}
         md.append("\nStart-up calls subtracted (%d-bit): %s.\n" % (bits, "; ".join(
             "%s %d" % (a, mb_syscalls.total(starts[a])) for a in allocs if a in starts)))
-    fails = [r for r in runs if not r.get("ok")]
-    if fails:
-        md.append("Failed strace runs (left out above):\n")
-        md += ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
-                                       "; ".join(r["problems"])) for r in fails]
+    md += failed_runs("Failed strace runs (left out above):\n", runs)
     md.append("")
     return "\n".join(md)
 
