@@ -26,7 +26,7 @@
 //! the peak: `trim_to_live`).
 
 use super::huge::HugeHeader;
-use super::runs::{BINS, LargeSegment, Run};
+use super::runs::{BINS, LargeSegment, Run, Warm};
 use super::{LARGE, State};
 use crate::diag::counters as stats;
 use crate::diag::options;
@@ -188,9 +188,16 @@ impl State {
     unsafe fn purge_run(&mut self, seg: *mut LargeSegment, index: usize, run: *mut Run) {
         // SAFETY: per the contract; the run holds no block.
         unsafe {
-            os::purge((*seg).page_addr(index) as *mut u8, (*run).len as usize * OS_PAGE);
-            self.dirty -= (*run).resident as usize * OS_PAGE;
-            (*run).resident = 0;
+            let (len, warm) = ((*run).len as usize, Run::warm(run));
+            // One call: the pages between the warm ends are cheap to pass.
+            let (from, to) = match warm.ends(len) {
+                (Some(front), None) => (0, front),
+                (None, Some(back)) => (len - back, len),
+                _ => (0, len),
+            };
+            os::purge((*seg).page_addr(index + from) as *mut u8, (to - from) * OS_PAGE);
+            self.dirty -= warm.pages() * OS_PAGE;
+            Run::set_warm(run, Warm::COLD);
         }
     }
 
@@ -203,8 +210,8 @@ impl State {
                 // SAFETY: bins link first entries of free runs of live
                 // segments; the link is read before `visit` may change it
                 // (purging keeps a run in its bin).
-                let (next, resident) = unsafe { ((*run).next, (*run).resident) };
-                if resident != 0 {
+                let (next, warm) = unsafe { ((*run).next, Run::warm(run)) };
+                if warm != Warm::COLD {
                     let (seg, index) = LargeSegment::of_run(run);
                     if !visit(self, seg, index, run) {
                         return;

@@ -46,7 +46,7 @@ use crate::sys::clock;
 use crate::sys::lock::{SpinGuard, SpinLock};
 use core::ptr::{NonNull, null_mut};
 use huge::{HUGE_CACHE, HugeHeader, alloc_huge};
-use runs::{BINS, FIRST, FREE, LargeSegment, RUNS, Run, block_index, release_run};
+use runs::{BINS, FIRST, FREE, LargeSegment, RUNS, Run, Warm, block_index, release_run};
 
 /// A large segment spans eight segment slots (32 MiB on x86_64, 16 MiB on
 /// i686), so that blocks of several MiB share one coalescing pool: a freed
@@ -154,26 +154,25 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         run = state.find(search);
     }
     // SAFETY: the run is free in a live segment; we hold the lock.
-    let (len, resident, aged) = unsafe { ((*run).len as usize, (*run).resident as usize, Run::aged(run)) };
+    let (len, warm, aged) = unsafe { ((*run).len as usize, Run::warm(run), Run::aged(run)) };
     state.remove(run);
     let (seg, index) = LargeSegment::of_run(run);
     // SAFETY: as above.
     let seg = unsafe { &mut *seg };
     let addr = align_up(seg.page_addr(index), align).unwrap_or(0);
     let start = (addr - seg.page_addr(index)) / OS_PAGE + index;
-    // Which of the run's pages were resident is not known: each part keeps
-    // the bound (`trim` counts them when it matters).
-    if start > index {
-        state.insert(seg, index, start - index, resident.min(start - index), aged);
+    // Each part keeps the bound of its own pages.
+    let (head, end) = (start - index, start - index + pages);
+    if head > 0 {
+        state.insert(seg, index, head, warm.part(len, 0, head), aged);
     }
-    let tail = index + len - (start + pages);
-    if tail > 0 {
-        state.insert(seg, start + pages, tail, resident.min(tail), aged);
+    if end < len {
+        state.insert(seg, start + pages, len - end, warm.part(len, end, len), aged);
     }
     seg.mark(start, pages, 0);
     stats::LARGE_ALLOCATIONS.add(1);
     stats::LARGE_LIVE_BYTES.add(bytes as u64);
-    (addr as *mut u8, resident == 0)
+    (addr as *mut u8, warm.part(len, head, end) == Warm::COLD)
 }
 
 /// Frees a large block.
@@ -240,14 +239,14 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
     }
     stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
     // SAFETY: `right` is the first entry of a free run (checked above).
-    let (resident, aged) = (s.runs[right].resident as usize, unsafe { Run::aged(s.run(right)) });
+    let (warm, aged) = unsafe { (Run::warm(s.run(right)), Run::aged(s.run(right))) };
     state.remove(s.run(right));
     // The free run's first page is now inside the block: not a block start.
     s.runs[right].flags = 0;
     s.mark(index, pages, 0);
     let rest = len + free_len - pages;
     if rest > 0 {
-        state.insert(s, index + pages, rest, resident.min(rest), aged);
+        state.insert(s, index + pages, rest, warm.part(free_len, free_len - rest, free_len), aged);
     }
     Ok(true)
 }
