@@ -210,29 +210,6 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
     }
 }
 
-/// How many of the OS pages of `[p, p + size)` are resident (all of them if
-/// the system cannot say).
-///
-/// # Safety
-/// `[p, p + size)` is page-aligned memory of a mapping made here.
-pub unsafe fn resident_pages(p: *const u8, size: usize) -> usize {
-    /// One byte per page, on the stack: 2 MiB of pages per call.
-    const CHUNK: usize = 512;
-    let _errno = SavedErrno::new();
-    let mut vec = [0u8; CHUNK];
-    let mut resident = 0;
-    for offset in (0..size).step_by(CHUNK * OS_PAGE) {
-        let len = (size - offset).min(CHUNK * OS_PAGE);
-        // SAFETY: per the contract the range is mapped; `vec` has a byte for
-        // each of its pages.
-        if unsafe { libc::mincore(p.add(offset).cast_mut().cast(), len, vec.as_mut_ptr()) } != 0 {
-            return size / OS_PAGE;
-        }
-        resident += vec[..len / OS_PAGE].iter().filter(|&&b| b & 1 != 0).count();
-    }
-    resident
-}
-
 /// Makes a page inaccessible (a guard page: touching it faults).
 ///
 /// # Safety

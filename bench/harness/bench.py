@@ -7,6 +7,7 @@ writes results/REPORT.md, results/results.json and SVG charts.
     python3 bench/harness/bench.py --quick    # 2 rounds, small sizes (~1 minute)
     python3 bench/harness/bench.py --report-only   # re-render from results.json
     python3 bench/harness/bench.py --instructions  # instructions per op (callgrind)
+    python3 bench/harness/bench.py --syscalls      # system calls per run (strace)
 
 Exit status: 0 when every run of libmemory and glibc exited normally and
 passed its self-checks (times never fail the suite), 1 otherwise, 2 when the
@@ -28,6 +29,7 @@ import mb_output  # noqa: E402
 import mb_plan  # noqa: E402
 import mb_report  # noqa: E402
 import mb_runner  # noqa: E402
+import mb_syscalls  # noqa: E402
 
 
 def parse_args(argv):
@@ -53,6 +55,11 @@ def parse_args(argv):
                    help="instead of timing: run each workload once per allocator under "
                         "valgrind --tool=callgrind and report instructions per operation "
                         "(written to OUT/instructions.json and a section of REPORT.md)")
+    p.add_argument("--syscalls", action="store_true",
+                   help="instead of timing: run each workload once per allocator under "
+                        "strace -f -c and count its system calls (mmap, munmap, mremap, "
+                        "madvise, mincore, brk, futex, sched_yield), written to "
+                        "OUT/syscalls.json and a section of REPORT.md")
     p.add_argument("--profiled", action="store_true",
                    help="also run libmemory with its heap profiler on (MALLOCATOR_PROFILE, default "
                         "rate), as the allocator %s: the profiler's cost" % mb_plan.PROFILED)
@@ -70,16 +77,19 @@ def load_json(path):
         return json.load(f)
 
 
-def write_report(out_dir, data=None, instr=None):
-    """REPORT.md from the timing runs and the instruction counts, each
-    taken from OUT when not given (either may be missing)."""
+def write_report(out_dir, data=None, instr=None, sysc=None):
+    """REPORT.md from the timing runs, the instruction counts and the
+    system-call counts, each taken from OUT when not given (any may be
+    missing)."""
     data = data or load_json(os.path.join(out_dir, "results.json"))
     instr = instr or load_json(os.path.join(out_dir, "instructions.json"))
+    sysc = sysc or load_json(os.path.join(out_dir, "syscalls.json"))
     if data is None:
-        if instr is None:
+        other = instr or sysc
+        if other is None:
             raise SystemExit("bench: nothing to report in %s" % out_dir)
-        data = {"meta": instr["meta"], "runs": []}
-    return mb_report.write_report(data, out_dir, instr)
+        data = {"meta": other["meta"], "runs": []}
+    return mb_report.write_report(data, out_dir, instr, sysc)
 
 
 def workload_meta(w):
@@ -99,6 +109,9 @@ def main(argv=None):
         return 0
     if args.instructions and mb_instr.valgrind_path() is None:
         print("bench: valgrind not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    if args.syscalls and mb_syscalls.strace_path() is None:
+        print("bench: strace not installed (make -C bench setup)", file=sys.stderr)
         return 2
 
     rounds = args.rounds or (2 if args.quick else 5)
@@ -160,6 +173,9 @@ def main(argv=None):
     if args.instructions:
         wls = mb_plan.instruction_workloads(nproc, args.build)
         rounds = 1
+    elif args.syscalls:
+        wls = mb_plan.syscall_workloads(nproc, args.quick, args.build, sql_path)
+        rounds = 1
     else:
         wls = mb_plan.workloads(nproc, args.quick, args.build, sql_path)
     if sql_path is None:
@@ -172,7 +188,7 @@ def main(argv=None):
 
     meta = {
         "quick": args.quick, "rounds": rounds, "nproc": nproc,
-        "mode": "instructions" if args.instructions else "time",
+        "mode": "instructions" if args.instructions else "syscalls" if args.syscalls else "time",
         "machine": mb_report.machine_info(),
         "allocators": {str(b): [dataclasses.asdict(a) for a in al]
                        for b, al in allocs_by_bits.items()},
@@ -186,7 +202,9 @@ def main(argv=None):
                   for b, al in allocs_by_bits.items())), file=sys.stderr)
 
     if args.instructions:
-        return run_instructions(args, order, meta)
+        return run_single_pass(args, order, meta, instructions_pass(args))
+    if args.syscalls:
+        return run_single_pass(args, order, meta, syscalls_pass(args, meta))
 
     runs, reference = [], {}
     t_start = time.time()
@@ -228,47 +246,94 @@ def main(argv=None):
     return report_failures(runs, args.strict)
 
 
-def run_instructions(args, order, meta):
-    """The instructions mode: each job once under callgrind; the startup
-    runs come first in every width (schedule keeps the workload order)."""
+class SinglePass:
+    """A mode that runs each job once and measures something other than
+    time (instructions, system calls): how to run a job, which field of the
+    run is the measure (None: none came back), the figures of a record, the
+    file and the name its results go under."""
+
+    def __init__(self, name, run, measure, missing, figures, describe):
+        self.name, self.run, self.measure, self.missing = name, run, measure, missing
+        self.figures, self.describe = figures, describe
+
+
+def instructions_pass(args):
+    def figures(w, run, startup_ir):
+        ops = (run.get("result") or {}).get("ops")
+        ipo = None if w.name == "startup" else mb_instr.per_op(run["ir"], startup_ir, ops)
+        return {"ir": run["ir"], "startup_ir": startup_ir, "ops": ops, "ir_per_op": ipo}
+
+    return SinglePass(
+        "instructions",
+        lambda w, a, bits, bin_dir: mb_instr.run_instructions(w, a, bits, bin_dir, args.timeout),
+        "ir", "no instruction count from callgrind", figures,
+        lambda rec: "Ir=%s %s" % (rec["ir"], ("%.1f Ir/op" % rec["ir_per_op"])
+                                  if rec["ir_per_op"] is not None else ""))
+
+
+def syscalls_pass(args, meta):
+    seccomp = mb_syscalls.supports_seccomp()
+    meta["strace"] = {"seccomp_bpf": seccomp, "calls": list(mb_syscalls.CALLS)}
+    spawn = os.path.join(args.build, "spawn")
+
+    def figures(w, run, startup_calls):
+        net = None if w.name == "startup" else mb_syscalls.net_counts(run["calls"],
+                                                                      startup_calls)
+        return {"wall_s": run["wall_s"], "calls": run["calls"], "startup_calls": startup_calls,
+                "net": net}
+
+    def describe(rec):
+        shown = rec["net"] if rec["net"] is not None else rec["calls"]
+        return "calls=%s (%s)" % (mb_syscalls.total(shown), ", ".join(
+            "%s %d" % (c, n) for c, n in (shown or {}).items() if n))
+
+    return SinglePass(
+        "syscalls",
+        lambda w, a, bits, bin_dir: mb_syscalls.run_syscalls(w, a, bits, bin_dir, args.timeout,
+                                                             spawn, seccomp),
+        "calls", "no summary from strace", figures, describe)
+
+
+def run_single_pass(args, order, meta, single):
+    """Each job once; the startup runs come first in every width (schedule
+    keeps the workload order), and each run's figures are derived with its
+    allocator's startup measure. Results go to OUT/<name>.json and their
+    section of REPORT.md."""
     runs, reference, startup = [], {}, {}
     t_start = time.time()
     for i, job in enumerate(order, 1):
         w, a, bits = job["workload"], job["alloc"], job["bits"]
-        run = mb_instr.run_instructions(w, a, bits, os.path.join(args.build, str(bits)),
-                                        args.timeout)
+        run = single.run(w, a, bits, os.path.join(args.build, str(bits)))
         key = (bits, w.name)
         res = run.get("result") or {}
-        problems = mb_output.check_run(run, a.preload, reference.get(key))
-        if run["ir"] is None:
-            problems.append("no instruction count from callgrind")
+        problems = mb_output.check_run(run, a.preload, reference.get(key),
+                                       expect_result=not w.result_from_stdout_hash)
+        if run[single.measure] is None:
+            problems.append(single.missing)
         if not problems and "check" in res and key not in reference:
             reference[key] = res["check"]
         if w.name == "startup" and not problems:
-            startup[(bits, a.name)] = run["ir"]
-        ipo = None if w.name == "startup" else \
-            mb_instr.per_op(run["ir"], startup.get((bits, a.name)), res.get("ops"))
+            startup[(bits, a.name)] = run[single.measure]
         rec = {"round": 0, "bits": bits, "workload": w.name, "alloc": a.name,
-               "threads": w.threads, "rc": run["rc"], "ir": run["ir"],
-               "startup_ir": startup.get((bits, a.name)), "ops": res.get("ops"),
-               "ir_per_op": ipo, "result": run.get("result"), "ok": not problems,
-               "problems": problems}
+               "threads": w.threads, "rc": run["rc"], "result": run.get("result"),
+               "ok": not problems, "problems": problems}
+        rec.update(single.figures(w, run, startup.get((bits, a.name))))
         if problems:
             rec["stdout_tail"] = run["stdout"][-2000:]
             rec["stderr_tail"] = run["stderr"][-2000:]
         runs.append(rec)
-        print("[%d/%d] bits=%d workload=%s alloc=%s Ir=%s %s%s" % (
-            i, len(order), bits, w.name, a.name, run["ir"],
-            ("%.1f Ir/op" % ipo) if ipo is not None else "",
+        print("[%d/%d] bits=%d workload=%s alloc=%s %s%s" % (
+            i, len(order), bits, w.name, a.name, single.describe(rec),
             ("  FAILED: " + "; ".join(problems)) if problems else ""),
             file=sys.stderr, flush=True)
     meta["elapsed_s"] = round(time.time() - t_start, 1)
-    instr = {"meta": meta, "runs": runs}
-    with open(os.path.join(args.out, "instructions.json"), "w") as f:
-        json.dump(instr, f, indent=1)
-    report = write_report(args.out, instr=instr)
-    print("bench: %d callgrind runs in %.0f s; report: %s" % (len(runs), meta["elapsed_s"],
-                                                               report), file=sys.stderr)
+    out = {"meta": meta, "runs": runs}
+    with open(os.path.join(args.out, single.name + ".json"), "w") as f:
+        json.dump(out, f, indent=1)
+    report = write_report(args.out, **{"instr" if single.name == "instructions" else "sysc": out})
+    print("bench: %d %s runs in %.0f s; report: %s" % (len(runs), single.name,
+                                                       meta["elapsed_s"], report),
+          file=sys.stderr)
     return report_failures(runs, args.strict)
 
 

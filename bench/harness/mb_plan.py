@@ -166,6 +166,7 @@ def workloads(nproc, quick=False, build_dir=None, sql_path=None, instructions=Fa
     pairs = max(1, nproc // 2)
     larson_t = max(2, nproc)
     xpairs = max(2, nproc // 2)
+    churn_t = max(2, nproc)
     wl += [
         Workload("prodcons", (b + "/prodcons", "pairs=%d" % pairs,
                               "items=%d" % q(2000000, 200000, 200000), "min=16", "max=1024"),
@@ -183,9 +184,27 @@ def workloads(nproc, quick=False, build_dir=None, sql_path=None, instructions=Fa
                  "xmalloc-like: %d producers -> one shared queue of batches of 64 blocks "
                  "8..512 B -> %d consumers, every free remote" % (xpairs, xpairs),
                  instr=True),
+        Workload("churn", (b + "/churn", "threads=%d" % churn_t, "total=%d" % q(400, 40),
+                           "iters=20000", "live=500", "slots=4096"),
+                 "thread churn: %d threads at a time, %d created in all, each replacing "
+                 "20000 times one of its 500 blocks (powers of two 16 B..1 KiB, 1 %% of them "
+                 "64 times that, 0.1 %% 1024 times), one step in 4 swapping it with a table "
+                 "shared by all threads; at exit half its blocks freed, half left in the "
+                 "table" % (churn_t, q(400, 40))),
+        Workload("prodcons_deep", (b + "/xmalloc", "pairs=%d" % xpairs,
+                                   "batches=%d" % q(500, 50), "batch=4096", "queue=2",
+                                   "min=16", "max=256"),
+                 "%d producers -> one shared queue of 2 batches of 4096 blocks 16..256 B "
+                 "(over 8000 blocks in flight; each batch's array of pointers a 32 or 64 KiB "
+                 "block) -> %d consumers, every free remote" % (xpairs, xpairs)),
         Workload("large_blocks", (b + "/large", "mode=blocks", "live=32",
                                   "iters=%d" % q(4000, 400), "min=4096", "max=4194304"),
                  "32 live blocks 4 KiB..4 MiB, every page written"),
+        Workload("big_buffers", (b + "/large", "mode=blocks", "live=4",
+                                 "iters=%d" % q(1000, 100), "min=%d" % (5 << 20),
+                                 "max=%d" % (25 << 20)),
+                 "4 live buffers of 5..25 MiB, a random one replaced per step, every page "
+                 "written"),
         Workload("realloc_grow", (b + "/large", "mode=realloc", "bufs=4", "reps=%d" % q(4, 1),
                                   "step=4096", "max=%d" % q(8 << 20, 4 << 20)),
                  "4 buffers grown side by side by realloc in 4 KiB steps to %d MiB"
@@ -221,11 +240,21 @@ def instruction_workloads(nproc, build_dir=None):
     """The instructions mode: the workloads marked instr, at its sizes,
     preceded by "startup" (the same program start with no work), whose
     count is subtracted from the others'."""
-    startup = Workload("startup", ("{bin}/small_pairs", "iters=0"),
-                       "process start-up and exit, no work (subtracted from the others)",
-                       table=False)
-    return [startup] + [w for w in workloads(nproc, build_dir=build_dir, instructions=True)
+    return [startup_workload()] + [w for w in workloads(nproc, build_dir=build_dir, instructions=True)
                         if w.instr]
+
+
+def syscall_workloads(nproc, quick=False, build_dir=None, sql_path=None):
+    """The system-call pass: every workload of the timed runs, at their
+    sizes, preceded by "startup" (as in the instructions mode), whose counts
+    are subtracted from the others'."""
+    return [startup_workload()] + workloads(nproc, quick, build_dir, sql_path)
+
+
+def startup_workload():
+    return Workload("startup", ("{bin}/small_pairs", "iters=0"),
+                    "process start-up and exit, no work (subtracted from the others)",
+                    table=False)
 
 
 def sqlite_rows(quick):

@@ -7,6 +7,7 @@ import subprocess
 
 import mb_stats
 import mb_svg
+import mb_syscalls
 from mb_plan import BASELINE, OURS, REPO_DIR, scaling_family
 
 KIB_PER_MIB = 1024.0
@@ -399,19 +400,109 @@ def instructions_section(instr):
         md.append(markdown_table(t, allocs) + "\n")
     md.append("Commands (instructions mode sizes):\n")
     md += ["- %s: `%s`" % (w["name"], " ".join(w["argv"])) for w in meta["workloads"]]
-    fails = [r for r in runs if not r.get("ok")]
-    if fails:
-        md.append("\nFailed callgrind runs (left out above):\n")
-        md += ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
-                                       "; ".join(r["problems"])) for r in fails]
+    md += failed_runs("\nFailed callgrind runs (left out above):\n", runs)
     md.append("")
     return "\n".join(md)
 
 
-def write_report(data, out_dir, instr=None):
+def failed_runs(title, runs):
+    """Markdown lines listing the runs of a single-run mode that failed
+    (none when all passed)."""
+    fails = [r for r in runs if not r.get("ok")]
+    if not fails:
+        return []
+    return [title] + ["- %d-bit %s %s: %s" % (r["bits"], r["workload"], r["alloc"],
+                                              "; ".join(r["problems"])) for r in fails]
+
+
+def _syscall_rows(runs, bits, names, calls):
+    """{workload: {alloc: net count of `calls`}} of one width."""
+    rows = {}
+    for r in runs:
+        if r["bits"] == bits and r.get("ok") and r.get("net") is not None:
+            rows.setdefault(r["workload"], {})[r["alloc"]] = mb_syscalls.total(r["net"], calls)
+    return [(w, rows[w]) for w in names if w in rows]
+
+
+def syscall_table(rows, allocs):
+    """Markdown: a count per allocator, then ours / glibc's and ours / the
+    fewest of jemalloc, tcmalloc and mimalloc (named; bold above 2, the
+    issue's bound)."""
+    head = ["workload"] + list(allocs) + ["%s/%s" % (OURS, BASELINE),
+                                          "%s/fewest of %s" % (OURS, ", ".join(mb_syscalls.PEERS))]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|"]
+    for name, row in rows:
+        ours = row.get(OURS)
+        best = mb_syscalls.fewest_of_peers(row)
+        r = mb_syscalls.vs_peers(ours, row)
+        vs = "–" if r is None else ("**%.2f**" % r if r > 2 else "%.2f" % r)
+        if best is not None and r is not None:
+            vs += " (%s)" % best[0]
+        base = row.get(BASELINE)
+        cells = [name] + ["–" if row.get(a) is None else "%d" % row[a] for a in allocs]
+        cells += ["–" if ours is None or not base else "%.2f" % (ours / float(base)), vs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def syscalls_section(sysc):
+    """Markdown of the system-call pass (strace counts), per width."""
+    meta, runs = sysc["meta"], sysc["runs"]
+    names = [w["name"] for w in meta["workloads"] if w["name"] != "startup"]
+    seccomp = meta.get("strace", {}).get("seccomp_bpf")
+    md = ["## System calls per run (strace)\n"]
+    md.append("Each workload once per allocator under `strace -f -c%s` (through the spawner, "
+              "LD_PRELOAD as in the timed runs, %s sizes; %s, libmemory sha256 %s), counting "
+              "%s. The counts of `startup` (the same program start with no work, under the "
+              "same allocator) are subtracted. They include the workload's own calls (the "
+              "condition variables of the hand-off workloads, prodcons's `sched_yield` "
+              "backoff), the same program under every allocator. Every counted call stops "
+              "the program for strace, so futex and sched_yield, which depend on how threads "
+              "meet, move from run to run; the memory calls much less. Fewer is better; the "
+              "last column is the issue's measure (bold: above 2).\n"
+              % (" --seccomp-bpf" if seccomp else "", "quick" if meta.get("quick") else "full",
+                 meta.get("machine", {}).get("date", "date unknown"),
+                 ", ".join("%s-bit %s" % (b, o["sha256"][:16])
+                           for b, o in sorted(meta.get("libmemory", {}).items(), reverse=True))
+                 or "unknown", ", ".join(mb_syscalls.CALLS)))
+    for bits in sorted({int(b) for b in meta["allocators"]}, reverse=True):
+        allocs = [a["name"] for a in meta["allocators"][str(bits)]]
+        rows = _syscall_rows(runs, bits, names, mb_syscalls.CALLS)
+        if not rows:
+            continue
+        md.append("### All counted calls (%d-bit)\n" % bits)
+        md.append(syscall_table(rows, allocs) + "\n")
+        md.append("### Memory calls: %s (%d-bit)\n" % (", ".join(mb_syscalls.MEMORY_CALLS), bits))
+        md.append(syscall_table(_syscall_rows(runs, bits, names, mb_syscalls.MEMORY_CALLS),
+                                allocs) + "\n")
+        md.append("### Waiting: %s (%d-bit)\n" % (", ".join(mb_syscalls.WAIT_CALLS), bits))
+        md.append(syscall_table(_syscall_rows(runs, bits, names, mb_syscalls.WAIT_CALLS),
+                                allocs) + "\n")
+        md.append("### By call (%d-bit)\n" % bits)
+        md.append("| workload | " + " | ".join(allocs) + " |\n|---|" + "---|" * len(allocs))
+        by = {(r["workload"], r["alloc"]): r["net"] for r in runs
+              if r["bits"] == bits and r.get("ok") and r.get("net") is not None}
+        for name in names:
+            if not any((name, a) in by for a in allocs):
+                continue
+            cells = [", ".join("%s %d" % (c, n) for c, n in by[(name, a)].items() if n) or "0"
+                     if (name, a) in by else "–" for a in allocs]
+            md.append("| %s | %s |" % (name, " | ".join(cells)))
+        starts = {r["alloc"]: r.get("calls") for r in runs
+                  if r["bits"] == bits and r["workload"] == "startup" and r.get("ok")}
+        md.append("\nStart-up calls subtracted (%d-bit): %s.\n" % (bits, "; ".join(
+            "%s %d" % (a, mb_syscalls.total(starts[a])) for a in allocs if a in starts)))
+    md += failed_runs("Failed strace runs (left out above):\n", runs)
+    md.append("")
+    return "\n".join(md)
+
+
+def write_report(data, out_dir, instr=None, sysc=None):
     """Writes REPORT.md and the SVGs into out_dir; returns the REPORT path.
-    instr: the records of the instructions mode (instructions.json), if
-    any, rendered as their own section."""
+    instr, sysc: the records of the instructions mode (instructions.json)
+    and of the system-call pass (syscalls.json), if any, each rendered as
+    its own section."""
     runs, meta = data["runs"], data["meta"]
     wl_infos = {w["name"]: w for w in meta["workloads"]}
     md = ["# Mallocator benchmark report\n"]
@@ -473,6 +564,8 @@ def write_report(data, out_dir, instr=None):
                 md.append("Only glibc is available as a 32-bit competitor here.\n")
             md.append(text)
             tables[bits] = t
+    if sysc is not None:
+        md.append(syscalls_section(sysc))
     if instr is not None:
         md.append(instructions_section(instr))
     fails = [r for r in runs if not r.get("ok")]

@@ -79,12 +79,19 @@ def run_workload(workload, alloc, bits, bin_dir, timeout=600.0, spawn=None):
     argv = [a.replace("{bin}", bin_dir) for a in workload.argv]
     env = child_env(workload.env + alloc.env)
     run = run_process(argv, alloc.preload, env, workload.stdin, timeout, spawn)
+    add_result(workload, run)
+    return run
+
+
+def add_result(workload, run):
+    """Sets run["result"]: the fields of the RESULT line the workload
+    printed (None without one; a malformed line is noted in its stdout as a
+    failure), or for programs that print none a hash of their output."""
     if workload.result_from_stdout_hash:
         run["result"] = {"check": hashlib.sha256(run["stdout"].encode()).hexdigest()[:16]}
-    else:
-        try:
-            run["result"] = mb_output.parse_result_line(run["stdout"])
-        except ValueError as e:
-            run["result"] = None
-            run["stdout"] += "\nFAIL (harness): %s" % e
-    return run
+        return
+    try:
+        run["result"] = mb_output.parse_result_line(run["stdout"])
+    except ValueError as e:
+        run["result"] = None
+        run["stdout"] += "\nFAIL (harness): %s" % e

@@ -21,6 +21,9 @@ static RETAIN_PAGES: AtomicUsize = AtomicUsize::new(MAX_RETAIN_PAGES);
 /// `MALLOCATOR_DIRTY_KIB=n` (default 2048): the least KiB of freed large
 /// memory kept resident (the budget is twice the live large bytes if more).
 static DIRTY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_DIRTY_KIB << 10);
+/// `MALLOCATOR_DECAY_MS=n` (default 100): freed large memory unused this
+/// long goes back to the system (see `large::budget`).
+static DECAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_DECAY_MS);
 /// `MALLOCATOR_PROFILE=<prefix>`: sample allocations and write
 /// `<prefix>.<pid>.pb.gz` at exit (a pointer into the environment, which
 /// outlives us; null when unset).
@@ -44,6 +47,15 @@ pub const MAX_RETAIN_PAGES: usize = 64;
 /// 2 MiB, about the L2+L3 share of a core: what a program recycling large
 /// buffers reuses while still warm (see `large.rs`).
 const DEFAULT_DIRTY_KIB: usize = 2048;
+/// 100 ms: ten times mimalloc's 10 ms, because on a loaded machine (2 shared
+/// CPUs, `make -C bench run`'s own load) a step of `big_buffers` (25 MiB
+/// faulted in) can take over 20 ms, and with 10 ms every such step gave all
+/// cached mappings back and the next ones were mapped and faulted afresh:
+/// 4.9 s against 0.68 s, 209 against 78 `mmap`/`munmap` calls. Short enough
+/// that `sqlite`'s freed sort buffers go while its page cache grows (peak
+/// RSS 39 MB with 10 to 200 ms, 46 MB with 1 s), and a program that stopped
+/// using large memory gets it back at its next large request 50 ms later.
+const DEFAULT_DECAY_MS: usize = 100;
 /// 512 KiB, tcmalloc's and jemalloc's default sampling interval: a few
 /// samples per megabyte keep the cost near zero (one stack capture, a few
 /// microseconds, per half megabyte allocated) while a site that holds 1 % of
@@ -60,6 +72,9 @@ pub fn init() {
     }
     if let Some(kib) = env_number(c"MALLOCATOR_DIRTY_KIB") {
         DIRTY_LIMIT.store(kib.saturating_mul(1024), Relaxed);
+    }
+    if let Some(ms) = env_number(c"MALLOCATOR_DECAY_MS") {
+        DECAY_MS.store(ms, Relaxed);
     }
     if let Some(prefix) = env(c"MALLOCATOR_PROFILE").filter(|p| !p.is_empty()) {
         PROFILE_PREFIX_LEN.store(prefix.len(), Relaxed);
@@ -108,6 +123,10 @@ pub fn retain_pages() -> usize {
 
 pub fn dirty_limit() -> usize {
     DIRTY_LIMIT.load(Relaxed)
+}
+
+pub fn decay_ms() -> u64 {
+    DECAY_MS.load(Relaxed) as u64
 }
 
 /// The profile's file prefix, if profiling was asked for.

@@ -11,18 +11,20 @@
 //! ```
 //!
 //! Above `LARGE_MAX` a request gets a segment of its own (a *huge* block);
-//! freed, the mapping is cached for the next huge request (resized with
-//! `mremap`).
+//! freed, the mapping is cached, and the next huge request that it can hold
+//! takes it as it is, its surplus split off as a cached mapping of its own
+//! when it is a segment or more: no `mremap`, no page faults.
 //!
-//! Release policy: freed runs and cached huge mappings stay resident while
-//! they total at most twice the recent peak of live large and huge bytes (at
-//! least `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see
-//! `budget::resident_budget`). Past that, cached mappings are unmapped
-//! oldest first, then the resident pages of free runs are counted
-//! (`mincore`) and the largest runs purged until a quarter of the budget is
-//! free again. One entirely free segment stays (warm, until the budget wants
-//! its pages); others are unmapped. When a mapping fails, the caches go
-//! first.
+//! Release policy (`budget`): by time, freed runs and cached mappings that
+//! stay unused for one to two `MALLOCATOR_DECAY_MS` (100 ms) go back to the
+//! system at the next call into the large allocator (two periods of quiet:
+//! all of it); by amount, they stay resident while they total at most twice
+//! the recent peak of live large and huge bytes (at least
+//! `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see `budget::resident_budget`),
+//! past which cached mappings are unmapped smallest first and the largest
+//! runs purged until a quarter of the budget is free again. One entirely
+//! free segment stays (warm, until the budget or the decay wants its
+//! pages); others are unmapped. When a mapping fails, the caches go first.
 //!
 //! One file per mechanism: `runs` (large segments, their runs and size
 //! bins), `huge` (blocks with a mapping of their own, and the cache of freed
@@ -34,16 +36,17 @@ mod budget;
 mod huge;
 mod runs;
 
-pub use budget::{release_caches, trim_to_live};
+pub use budget::{release_caches, trim_all, trim_to_live};
 pub use huge::{alloc_mapped, free_huge, resize_huge};
 
 use crate::diag::counters as stats;
 use crate::os::{OS_PAGE, align_up};
 use crate::segment::{self, Kind, SEGMENT_SIZE, SegmentHeader};
-use crate::sys::lock::SpinLock;
+use crate::sys::clock;
+use crate::sys::lock::{SpinGuard, SpinLock};
 use core::ptr::{NonNull, null_mut};
 use huge::{HUGE_CACHE, HugeHeader, alloc_huge};
-use runs::{BINS, FIRST, FREE, LargeSegment, RUNS, Run, block_index, release_run};
+use runs::{BINS, FIRST, FREE, LargeSegment, RUNS, Run, Warm, block_index, release_run};
 
 /// A large segment spans eight segment slots (32 MiB on x86_64, 16 MiB on
 /// i686), so that blocks of several MiB share one coalescing pool: a freed
@@ -80,6 +83,10 @@ struct State {
     huge_cached: usize,
     /// Live large and huge bytes, decaying peak (see `budget::PEAK_DECAY`).
     recent_peak: usize,
+    /// When (ms) the decay last aged the free memory, and when the large
+    /// allocator was last called (see `budget`).
+    last_tick: u64,
+    last_call: u64,
 }
 
 // SAFETY: the state is only reached through its lock.
@@ -92,7 +99,18 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     huge_cache: [null_mut(); HUGE_CACHE],
     huge_cached: 0,
     recent_peak: 0,
+    last_tick: 0,
+    last_call: 0,
 });
+
+/// The shared state, locked, after the decay had its turn: every call that
+/// allocates or frees is a moment where free memory that stayed unused long
+/// enough goes back (there is no background thread).
+fn enter() -> SpinGuard<'static, State> {
+    let mut state = LARGE.lock();
+    state.decay(clock::now_ms(), crate::diag::options::decay_ms());
+    state
+}
 
 /// Holds the large allocator's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
@@ -123,7 +141,7 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let pages = bytes / OS_PAGE;
     // Room to move the start to an aligned page.
     let search = pages + align / OS_PAGE - 1;
-    let mut state = LARGE.lock();
+    let mut state = enter();
     let mut run = state.find(search);
     if run.is_null() {
         if !state.grow() {
@@ -136,26 +154,25 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         run = state.find(search);
     }
     // SAFETY: the run is free in a live segment; we hold the lock.
-    let (len, resident) = unsafe { ((*run).len as usize, (*run).resident as usize) };
+    let (len, warm, aged) = unsafe { ((*run).len as usize, Run::warm(run), Run::aged(run)) };
     state.remove(run);
     let (seg, index) = LargeSegment::of_run(run);
     // SAFETY: as above.
     let seg = unsafe { &mut *seg };
     let addr = align_up(seg.page_addr(index), align).unwrap_or(0);
     let start = (addr - seg.page_addr(index)) / OS_PAGE + index;
-    // Which of the run's pages were resident is not known: each part keeps
-    // the bound (`trim` counts them when it matters).
-    if start > index {
-        state.insert(seg, index, start - index, resident.min(start - index));
+    // Each part keeps the bound of its own pages.
+    let (head, end) = (start - index, start - index + pages);
+    if head > 0 {
+        state.insert(seg, index, head, warm.part(len, 0, head), aged);
     }
-    let tail = index + len - (start + pages);
-    if tail > 0 {
-        state.insert(seg, start + pages, tail, resident.min(tail));
+    if end < len {
+        state.insert(seg, start + pages, len - end, warm.part(len, end, len), aged);
     }
     seg.mark(start, pages, 0);
     stats::LARGE_ALLOCATIONS.add(1);
     stats::LARGE_LIVE_BYTES.add(bytes as u64);
-    (addr as *mut u8, resident == 0)
+    (addr as *mut u8, warm.part(len, head, end) == Warm::COLD)
 }
 
 /// Frees a large block.
@@ -163,7 +180,7 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
 /// # Safety
 /// `seg` is a live large segment containing `p`.
 pub unsafe fn free(seg: NonNull<SegmentHeader>, p: *mut u8) -> Result<(), BadBlock> {
-    let mut state = LARGE.lock();
+    let mut state = enter();
     still_there(seg, p)?;
     let seg = seg.as_ptr().cast::<LargeSegment>();
     // SAFETY: the segment is live (it holds `p`) and we hold the lock.
@@ -221,14 +238,15 @@ pub unsafe fn resize_in_place(seg: NonNull<SegmentHeader>, p: *mut u8, new_size:
         return Ok(false);
     }
     stats::LARGE_LIVE_BYTES.add(((pages - len) * OS_PAGE) as u64);
-    let resident = s.runs[right].resident as usize;
+    // SAFETY: `right` is the first entry of a free run (checked above).
+    let (warm, aged) = unsafe { (Run::warm(s.run(right)), Run::aged(s.run(right))) };
     state.remove(s.run(right));
     // The free run's first page is now inside the block: not a block start.
     s.runs[right].flags = 0;
     s.mark(index, pages, 0);
     let rest = len + free_len - pages;
     if rest > 0 {
-        state.insert(s, index + pages, rest, resident.min(rest));
+        state.insert(s, index + pages, rest, warm.part(free_len, free_len - rest, free_len), aged);
     }
     Ok(true)
 }
@@ -279,6 +297,19 @@ pub(crate) mod tests {
         assert_eq!(unsafe { free(seg, p) }, Ok(()));
     }
 
+    /// Frees a live large or huge block of the test, which must succeed.
+    pub(crate) fn free_block(p: *mut u8) {
+        let seg = segment::find(p).unwrap();
+        // SAFETY: `p` is a live block of ours in `seg`.
+        let result = unsafe {
+            match (*seg.as_ptr()).kind {
+                Kind::Large => free(seg, p),
+                _ => free_huge(seg, p),
+            }
+        };
+        assert_eq!(result, Ok(()));
+    }
+
     #[test]
     fn freed_neighbours_coalesce_and_bad_frees_are_refused() {
         let _serial = SERIAL.lock().unwrap();
@@ -327,17 +358,7 @@ pub(crate) mod tests {
             .filter(|&&p| unsafe { (*segment::find(p).unwrap().as_ptr()).kind } == Kind::Huge)
             .count();
         assert!(own_mappings > 0, "with the span table full, blocks get mappings of their own");
-        for &p in &blocks {
-            let seg = segment::find(p).unwrap();
-            // SAFETY: `p` is a live block in `seg`.
-            let result = unsafe {
-                match (*seg.as_ptr()).kind {
-                    Kind::Large => free(seg, p),
-                    _ => free_huge(seg, p),
-                }
-            };
-            assert_eq!(result, Ok(()));
-        }
+        blocks.into_iter().for_each(free_block);
         release_caches();
     }
 

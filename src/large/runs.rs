@@ -11,25 +11,126 @@ use core::ptr::{NonNull, null_mut};
 
 pub(super) const RUNS: usize = LARGE_SEGMENT_SIZE / OS_PAGE;
 
-/// Entry flags: a run's first page, its last page, a free run.
+/// Entry flags: a run's first page, its last page, a free run; and, at the
+/// first page of a free run, that the decay saw it free at its last tick
+/// (see `budget`).
 pub(super) const FIRST: u16 = 1;
 const LAST: u16 = 2;
 pub(super) const FREE: u16 = 4;
+const AGED: u16 = 8;
 
 /// Per OS page of a large segment. `len` and `flags` are meaningful at the
-/// first and last page of a run; `resident` and the links at the first page
-/// of a free run.
+/// first and last page of a run; `front`, `back` and the links at the first
+/// page of a free run.
 #[repr(C)]
 pub(super) struct Run {
-    pub(super) len: u32,
+    pub(super) len: u16,
     pub(super) flags: u16,
-    /// Pages of the free run that may be resident (an upper bound: freed
-    /// since the last purge); 0 means the run reads as zeros.
-    pub(super) resident: u16,
+    /// Where the free run's pages may be resident, as a [`Warm`].
+    front: u16,
+    back: u16,
     pub(super) next: *mut Run,
     prev: *mut Run,
 }
-const _: () = assert!(RUNS <= u16::MAX as usize, "page counts fit `resident`");
+const _: () = assert!(RUNS <= u16::MAX as usize, "page counts fit the entries");
+
+/// Where a free run's pages may be resident (an upper bound: freed since
+/// its last purge): within its first `front` and its last `back` pages;
+/// none: the run reads as zeros. Two ends, not a count, because a run is
+/// carved from its start and grows at both ends: a block freed next to a
+/// purged run keeps its pages at one end, and what an allocation from the
+/// start leaves is known to be clean where a count would give it the whole
+/// run's. With a count, `churn` looked over its budget at every other free
+/// (the count is only an upper bound) and purged warm runs that its next
+/// blocks faulted in again: 120,000 page faults against 60,000 when the
+/// count was corrected with `mincore` (`docs/performance.md`, step 39).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct Warm {
+    front: usize,
+    back: usize,
+}
+
+impl Warm {
+    pub(super) const COLD: Warm = Warm { front: 0, back: 0 };
+
+    /// A run of `len` pages that may be resident throughout (a freed block).
+    pub(super) fn all(len: usize) -> Warm {
+        Warm { front: len, back: 0 }
+    }
+
+    /// The bound's count of pages.
+    pub(super) fn pages(self) -> usize {
+        self.front + self.back
+    }
+
+    /// The warm ends of a run of `len` pages: how many pages at the front
+    /// and at the back, each if any.
+    pub(super) fn ends(self, len: usize) -> (Option<usize>, Option<usize>) {
+        debug_assert!(self.pages() <= len);
+        ((self.front != 0).then_some(self.front), (self.back != 0).then_some(self.back))
+    }
+
+    /// The pages `[a, b)` of a run of `len` pages.
+    pub(super) fn part(self, len: usize, a: usize, b: usize) -> Warm {
+        let n = b - a;
+        let front = self.front.saturating_sub(a).min(n);
+        let back = b.saturating_sub(len - self.back).min(n);
+        if front + back >= n { Warm::all(n) } else { Warm { front, back } }
+    }
+
+    /// A run of `len` pages followed by `right`, of `right_len` pages: the
+    /// warm pages where they meet are covered from whichever end costs
+    /// fewer pages.
+    pub(super) fn join(self, len: usize, right: Warm, right_len: usize) -> Warm {
+        let total = len + right_len;
+        let middle = self.back != 0 || right.front != 0;
+        let from_front = Warm { front: if middle { len + right.front } else { self.front }, back: right.back };
+        let from_back = Warm { front: self.front, back: if middle { right_len + self.back } else { right.back } };
+        let w = if from_front.pages() <= from_back.pages() { from_front } else { from_back };
+        if w.pages() >= total { Warm::all(total) } else { w }
+    }
+}
+
+impl Run {
+    /// Where the free run starting at `run` may be resident.
+    ///
+    /// # Safety
+    /// `run` is the first entry of a free run of a live segment.
+    pub(super) unsafe fn warm(run: *const Run) -> Warm {
+        // SAFETY: per the contract.
+        unsafe { Warm { front: (*run).front as usize, back: (*run).back as usize } }
+    }
+
+    /// Records where the free run starting at `run` may be resident (its
+    /// share of the state's dirty bytes is the caller's to account).
+    ///
+    /// # Safety
+    /// As for [`Run::warm`].
+    pub(super) unsafe fn set_warm(run: *mut Run, warm: Warm) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*run).front = warm.front as u16;
+            (*run).back = warm.back as u16;
+        }
+    }
+
+    /// Whether the free run starting at `run` was free at the decay's last
+    /// tick and unused since.
+    ///
+    /// # Safety
+    /// `run` is the first entry of a free run of a live segment.
+    pub(super) unsafe fn aged(run: *const Run) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*run).flags & AGED != 0 }
+    }
+
+    /// # Safety
+    /// As for [`Run::aged`].
+    pub(super) unsafe fn set_aged(run: *mut Run) {
+        // SAFETY: per the contract.
+        unsafe { (*run).flags |= AGED };
+    }
+}
 
 #[repr(C)]
 pub(super) struct LargeSegment {
@@ -89,27 +190,31 @@ impl LargeSegment {
     /// Writes the boundary entries of a run of `len` pages at `index`.
     pub(super) fn mark(&mut self, index: usize, len: usize, flags: u16) {
         let last = index + len - 1;
-        self.runs[index].len = len as u32;
+        self.runs[index].len = len as u16;
         self.runs[index].flags = flags | FIRST | if len == 1 { LAST } else { 0 };
         if len > 1 {
-            self.runs[last].len = len as u32;
+            self.runs[last].len = len as u16;
             self.runs[last].flags = flags | LAST;
         }
     }
 }
 
 impl State {
-    /// Puts the free run of `len` pages at `index`, of which at most
-    /// `resident` may be resident, in its bin.
-    pub(super) fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, resident: usize) {
+    /// Puts the free run of `len` pages at `index`, resident at most where
+    /// `warm` says, in its bin; `aged` if it is what is left of an aged run
+    /// (memory freed now is not).
+    pub(super) fn insert(&mut self, seg: &mut LargeSegment, index: usize, len: usize, warm: Warm, aged: bool) {
         seg.mark(index, len, FREE);
+        if aged {
+            seg.runs[index].flags |= AGED;
+        }
         let bin = bin_of(len);
         let run = seg.run(index);
-        self.dirty += resident * OS_PAGE;
+        self.dirty += warm.pages() * OS_PAGE;
         // SAFETY: `run` and the bin's head are entries of live large segments,
         // and we hold the lock.
         unsafe {
-            (*run).resident = resident as u16;
+            Run::set_warm(run, warm);
             (*run).prev = null_mut();
             (*run).next = self.bins[bin];
             if !self.bins[bin].is_null() {
@@ -124,7 +229,7 @@ impl State {
         // SAFETY: `run` is the first entry of a free run, linked in its bin.
         unsafe {
             let bin = bin_of((*run).len as usize);
-            self.dirty -= (*run).resident as usize * OS_PAGE;
+            self.dirty -= Run::warm(run).pages() * OS_PAGE;
             let (prev, next) = ((*run).prev, (*run).next);
             if prev.is_null() {
                 self.bins[bin] = next;
@@ -182,7 +287,7 @@ impl State {
             if options::secure() {
                 os::protect((*seg).page_addr(HEADER_PAGES) as *mut u8, OS_PAGE);
             }
-            self.insert(&mut *seg, first_page(), usable_pages(), 0);
+            self.insert(&mut *seg, first_page(), usable_pages(), Warm::COLD, false);
         }
         true
     }
@@ -217,10 +322,11 @@ pub(super) unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut 
     // SAFETY: per the contract.
     let s = unsafe { &mut *seg };
     let released = len * OS_PAGE;
-    let mut resident = len;
+    let mut warm = Warm::all(len);
     if index > first_page() && s.runs[index - 1].flags & (LAST | FREE) == LAST | FREE {
         let left = index - s.runs[index - 1].len as usize;
-        resident += s.runs[left].resident as usize;
+        // SAFETY: `left` is the first entry of a free run.
+        warm = unsafe { Run::warm(s.run(left)) }.join(index - left, warm, len);
         state.remove(s.run(left));
         // A tombstone: a second free of this address reports a double free.
         s.runs[index].flags = FREE;
@@ -230,7 +336,8 @@ pub(super) unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut 
     }
     let right = index + len;
     if right < RUNS && s.runs[right].flags & (FIRST | FREE) == FIRST | FREE {
-        resident += s.runs[right].resident as usize;
+        // SAFETY: `right` is the first entry of a free run.
+        warm = warm.join(len, unsafe { Run::warm(s.run(right)) }, s.runs[right].len as usize);
         state.remove(s.run(right));
         s.runs[right].flags &= !FIRST;
         s.runs[right - 1].flags &= !LAST;
@@ -243,7 +350,7 @@ pub(super) unsafe fn release_run(state: &mut State, seg: *mut LargeSegment, mut 
         // SAFETY: the segment holds no block any more.
         unsafe { segment::destroy(NonNull::new_unchecked(seg).cast()) };
     } else {
-        state.insert(s, index, len, resident);
+        state.insert(s, index, len, warm, false);
     }
     state.trim(released);
 }
@@ -264,4 +371,49 @@ pub(super) fn block_index(s: &LargeSegment, p: *mut u8) -> Result<usize, BadBloc
         return Err(BadBlock::DoubleFree);
     }
     Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Warm;
+
+    /// Every page the bound leaves out of a part or a join was cold in the
+    /// runs it came from: an upper bound stays an upper bound (calloc skips
+    /// zeroing what it calls cold).
+    #[test]
+    fn parts_and_joins_keep_every_warm_page_inside_the_bound() {
+        let covers = |w: Warm, len: usize, page: usize| page < w.front || page >= len - w.back;
+        let shapes = |len: usize| (0..=len).flat_map(move |f| (0..=len - f).map(move |b| Warm { front: f, back: b }));
+        for len in 1..7 {
+            for w in shapes(len) {
+                for a in 0..len {
+                    for b in a + 1..=len {
+                        let p = w.part(len, a, b);
+                        assert!(p.pages() <= b - a);
+                        for page in a..b {
+                            assert!(!covers(w, len, page) || covers(p, b - a, page - a), "{w:?} [{a},{b})");
+                        }
+                    }
+                }
+                for right_len in 1..5 {
+                    for r in shapes(right_len) {
+                        let j = w.join(len, r, right_len);
+                        assert!(j.pages() <= len + right_len);
+                        for page in 0..len {
+                            assert!(!covers(w, len, page) || covers(j, len + right_len, page));
+                        }
+                        for page in 0..right_len {
+                            assert!(!covers(r, right_len, page) || covers(j, len + right_len, len + page));
+                        }
+                    }
+                }
+            }
+        }
+        // The pattern a count got wrong: a block freed before a cold run,
+        // then carved again from the start, leaves a cold tail.
+        let freed_then_cold = Warm::all(10).join(10, Warm::COLD, 90);
+        assert_eq!(freed_then_cold, Warm { front: 10, back: 0 });
+        assert_eq!(freed_then_cold.part(100, 10, 100), Warm::COLD);
+        assert_eq!(Warm::COLD.join(50, Warm::all(10), 10), Warm { front: 0, back: 10 });
+    }
 }
