@@ -161,9 +161,10 @@ pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size
 
 /// glibc's `malloc_trim`: gives free memory back to the system now; 1 if
 /// any went back, else 0. Here: the calling thread's emptied small pages
-/// and spare segment, the pages of every free large run, every cached huge
-/// mapping and entirely free large segment (other threads' heaps are
-/// theirs to trim). `pad`, what glibc leaves at the top of its heap, has no
+/// and spare segment, those the heaps of exited threads keep for the
+/// threads that adopt them, the pages of every free large run, every cached
+/// huge mapping and entirely free large segment (running threads' heaps
+/// are theirs to trim). `pad`, what glibc leaves at the top of its heap, has no
 /// counterpart.
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
@@ -174,6 +175,7 @@ pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
         // SAFETY: the calling thread owns its heap.
         unsafe { (*heap).owner().trim() };
     }
+    crate::thread::trim_abandoned();
     let large = crate::large::trim_all();
     c_int::from(large || PURGED.get() + UNMAPPED.get() != before)
 }

@@ -10,4 +10,6 @@ pub mod remote;
 mod slot;
 pub mod tables;
 
-pub use pool::{current, fini, for_each_heap, heap, heap_if_any, init, lock_for_fork, unlock_after_fork};
+pub use pool::{
+    current, fini, for_each_heap, heap, heap_if_any, init, lock_for_fork, trim_abandoned, unlock_after_fork,
+};

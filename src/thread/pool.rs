@@ -123,6 +123,25 @@ fn attach() -> *mut Heap {
     heap
 }
 
+/// Gives back the emptied pages that the heaps of exited threads keep for
+/// the threads that will adopt them (`malloc_trim`); a heap another thread
+/// holds for a moment is skipped.
+pub fn trim_abandoned() {
+    let pool = POOL.lock();
+    let mut heap = pool.abandoned;
+    while !heap.is_null() {
+        // SAFETY: the abandoned list holds live heaps and only changes under
+        // the pool lock, which we hold.
+        unsafe {
+            if (*heap).try_take() {
+                (*heap).owner().trim();
+                (*heap).abandon();
+            }
+            heap = (*heap).pool_next.get();
+        }
+    }
+}
+
 /// Adopts an abandoned heap, or carves a new one.
 fn take_heap() -> *mut Heap {
     let mut pool = POOL.lock();
