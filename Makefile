@@ -98,7 +98,7 @@ test-profile: build
 # The benchmark suite against glibc, jemalloc, tcmalloc and mimalloc:
 # bench/results/REPORT.md and SVG charts (QUICK=1: about a minute).
 bench: build
-	$(MAKE) -C bench setup run $(if $(QUICK),QUICK=1)
+	$(MAKE) -C bench setup run OUT=results $(if $(QUICK),QUICK=1)
 
 test-bench:
 	$(MAKE) -C bench test

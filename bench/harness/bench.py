@@ -41,8 +41,9 @@ def parse_args(argv):
     p.add_argument("--only", help="comma-separated workload names (prefix match)")
     p.add_argument("--bits", choices=("64", "32"), help="one width only")
     p.add_argument("--allocs", help="comma-separated allocators (glibc and libmemory always run)")
-    p.add_argument("--out", default=os.path.join(mb_plan.BENCH_DIR, "results"),
-                   help="output directory (default bench/results)")
+    p.add_argument("--out", default=os.path.join(mb_plan.BENCH_DIR, "build", "results"),
+                   help="output directory (default bench/build/results; the committed report is "
+                        "bench/results: --out bench/results, as make bench does)")
     p.add_argument("--build", default=os.path.join(mb_plan.BENCH_DIR, "build"),
                    help="directory of the built workloads (build/64, build/32)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
