@@ -210,6 +210,17 @@ pub unsafe fn purge(p: *mut u8, size: usize) {
     }
 }
 
+/// Marks in `out`, a byte per OS page (bit 0: resident), which pages of
+/// `[p, p + len)` are in memory; false when the kernel refuses. For the
+/// statistics only: it walks the page tables of the whole range.
+pub fn residency(p: *const u8, len: usize, out: &mut [u8]) -> bool {
+    assert!(out.len() >= len.div_ceil(OS_PAGE));
+    let _errno = SavedErrno::new();
+    // SAFETY: mincore writes one byte per page of the range into `out`,
+    // which holds that many; it reads no memory of the range.
+    unsafe { libc::mincore(p as *mut libc::c_void, len, out.as_mut_ptr()) == 0 }
+}
+
 /// Makes a page inaccessible (a guard page: touching it faults).
 ///
 /// # Safety

@@ -76,3 +76,31 @@ fn large_and_huge_blocks_and_mappings_are_counted() {
     // resident budget, twice the recent live peak) or unmapped.
     assert!(after.mapped_bytes <= during.mapped_bytes);
 }
+
+#[test]
+fn the_footprint_finds_written_blocks_resident_and_emptied_pages_kept() {
+    let _turn = TURN.lock().unwrap();
+    let class = mallocator::size_class::class_of(SIZE);
+    let before = mallocator::stats::footprint();
+    let blocks: Vec<usize> = (0..100).map(|_| alloc(SIZE, 8) as usize).collect();
+    // SAFETY: each block holds SIZE bytes, ours.
+    blocks.iter().for_each(|&p| unsafe { std::ptr::write_bytes(p as *mut u8, 1, SIZE) });
+    let during = mallocator::stats::footprint();
+    // 100 blocks of 14 KiB, four to a 64 KiB page: 25 pages, every byte
+    // written (and nothing past the page is counted).
+    let pages = during.class_pages[class] - before.class_pages[class];
+    let resident = during.class_resident[class] - before.class_resident[class];
+    assert!((25..=26).contains(&pages), "{pages} pages");
+    assert!(resident >= 100 * SIZE as u64 && resident <= pages * 65536, "{resident} bytes in {pages} pages");
+    assert!(during.bitmap_bytes >= during.class_pages[class] * 64);
+    assert!(during.segments >= 1 && during.header_resident >= 4096);
+    // SAFETY: the blocks are live and forgotten after this.
+    blocks.iter().for_each(|&p| unsafe { free(p as *mut u8) });
+    let after = mallocator::stats::footprint();
+    // Emptied, the pages leave the class: kept empty (the heap's ring, 64
+    // pages) or given back with their bitmaps.
+    assert_eq!(after.class_pages[class], before.class_pages[class]);
+    let kept = after.empty_pages - before.empty_pages.min(after.empty_pages);
+    assert!(kept <= 25, "{kept}");
+    assert!(after.empty_resident <= before.empty_resident + 25 * 65536);
+}

@@ -1,11 +1,12 @@
 //! Statistics: the counters of every heap and the global ones, summed on
 //! read. The snapshot is a `#[repr(C)]` struct, the same for C
-//! (`memory_stats`) and Rust ([`snapshot`]); [`print()`] writes a readable
-//! table without allocating.
+//! (`memory_stats`) and Rust ([`snapshot`]); [`footprint`] says where the
+//! resident memory is (Rust only: it asks the kernel, page by page);
+//! [`print()`] writes both as a readable table without allocating.
 
 use crate::diag::counters::*;
 use crate::diag::text::Line;
-use crate::small::segment::SmallSegment;
+use crate::small::segment::{Part, SmallSegment};
 use crate::small::size_class::{NUM_CLASSES, class_size, classes};
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -103,6 +104,72 @@ pub fn snapshot() -> MemoryStats {
     s
 }
 
+/// Where the resident memory is: what separates the bytes the program holds
+/// from the bytes its process pays for (rounding to the class size is in
+/// the blocks' bytes: see the class table of [`MemoryStats`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Footprint {
+    /// Per class: pages holding at least one block, and their resident
+    /// bytes (live blocks, free blocks, and the written part of the rest).
+    pub class_pages: [u64; STATS_CLASSES],
+    pub class_resident: [u64; STATS_CLASSES],
+    /// Pages of a class holding no block (the heaps' rings of emptied pages,
+    /// kept for reuse), and their resident bytes.
+    pub empty_pages: u64,
+    pub empty_resident: u64,
+    /// Resident bytes of pages that belong to no class (purged when given
+    /// back, so normally none).
+    pub free_page_resident: u64,
+    /// Small segments, and the resident bytes of their headers (fields and
+    /// page descriptors).
+    pub segments: u64,
+    pub header_resident: u64,
+    /// Bytes of page bitmaps in use.
+    pub bitmap_bytes: u64,
+    /// Freed large runs that may be resident, and cached huge mappings.
+    pub large_kept: u64,
+    pub huge_cached: u64,
+}
+
+/// Counts the resident pages of every small segment (`mincore`) and what the
+/// large allocator keeps. Slow (a system call per segment), for a look at
+/// one moment; other threads' pages change meanwhile.
+pub fn footprint() -> Footprint {
+    let mut f = Footprint {
+        class_pages: [0; STATS_CLASSES],
+        class_resident: [0; STATS_CLASSES],
+        empty_pages: 0,
+        empty_resident: 0,
+        free_page_resident: 0,
+        segments: 0,
+        header_resident: 0,
+        bitmap_bytes: BITMAP_BYTES.get(),
+        large_kept: 0,
+        huge_cached: 0,
+    };
+    SmallSegment::for_each_resident(|part, bytes| {
+        let bytes = bytes as u64;
+        match part {
+            Part::Header => {
+                f.segments += 1;
+                f.header_resident += bytes;
+            }
+            Part::FreePage => f.free_page_resident += bytes,
+            Part::Page(page) if page.used() == 0 => {
+                f.empty_pages += 1;
+                f.empty_resident += bytes;
+            }
+            Part::Page(page) => {
+                f.class_pages[page.class()] += 1;
+                f.class_resident[page.class()] += bytes;
+            }
+        }
+    });
+    let (large, huge) = crate::large::kept();
+    (f.large_kept, f.huge_cached) = (large as u64, huge as u64);
+    f
+}
+
 /// Writes the statistics as a table to `fd`.
 pub fn print(fd: i32) {
     let s = snapshot();
@@ -149,7 +216,35 @@ pub fn print(fd: i32) {
             .write_to(fd);
     }
     Line::new().push(b"  requested ").dec(kib(s.requested_bytes)).push(b" KiB in all\n").write_to(fd);
-    Line::new().push(b"  class  block     allocs      frees       live   live KiB\n").write_to(fd);
+    let f = footprint();
+    let resident: u64 = f.class_resident.iter().sum();
+    Line::new()
+        .push(b"  resident: small pages in use ")
+        .dec(kib(resident))
+        .push(b" KiB (live blocks ")
+        .dec(kib(s.small_live_bytes))
+        .push(b" KiB), ")
+        .dec(f.empty_pages)
+        .push(b" empty pages kept ")
+        .dec(kib(f.empty_resident))
+        .push(b" KiB, free pages ")
+        .dec(kib(f.free_page_resident))
+        .push(b" KiB\n")
+        .write_to(fd);
+    Line::new()
+        .push(b"  metadata: ")
+        .dec(f.segments)
+        .push(b" segment headers ")
+        .dec(kib(f.header_resident))
+        .push(b" KiB resident, bitmaps ")
+        .dec(kib(f.bitmap_bytes))
+        .push(b" KiB; freed and kept: large runs up to ")
+        .dec(kib(f.large_kept))
+        .push(b" KiB, huge mappings ")
+        .dec(kib(f.huge_cached))
+        .push(b" KiB\n")
+        .write_to(fd);
+    Line::new().push(b"  class  block     allocs      frees       live   live KiB  pages  res. KiB\n").write_to(fd);
     for (class, c) in s.classes.iter().enumerate().take(s.classes_used as usize) {
         if c.allocations == 0 {
             continue;
@@ -161,6 +256,8 @@ pub fn print(fd: i32) {
             .dec_width(c.frees, 11)
             .dec_width(c.live_blocks, 11)
             .dec_width(kib(c.live_blocks * c.block_size), 11)
+            .dec_width(f.class_pages[class], 7)
+            .dec_width(kib(f.class_resident[class]), 10)
             .push(b"\n")
             .write_to(fd);
     }

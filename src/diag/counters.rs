@@ -202,6 +202,8 @@ pub static LARGE_LIVE_BYTES: Shared = Shared::new();
 pub static HUGE_ALLOCATIONS: Shared = Shared::new();
 pub static HUGE_FREES: Shared = Shared::new();
 pub static HUGE_LIVE_BYTES: Shared = Shared::new();
+/// Bytes of page bitmaps in use (see `crate::small::arena`).
+pub static BITMAP_BYTES: Shared = Shared::new();
 
 /// Records a new mapping of `bytes`.
 pub fn mapped(bytes: usize) {

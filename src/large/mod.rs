@@ -112,6 +112,13 @@ fn enter() -> SpinGuard<'static, State> {
     state
 }
 
+/// Freed memory the large allocator keeps: the bytes of free runs that may
+/// be resident, and of cached huge mappings (for the statistics).
+pub fn kept() -> (usize, usize) {
+    let state = LARGE.lock();
+    (state.dirty, state.huge_cached)
+}
+
 /// Holds the large allocator's lock across `fork` (see [`crate::api::fork`]).
 pub fn lock_for_fork() {
     LARGE.lock_forever();

@@ -17,6 +17,7 @@
 //! A chunk is 64 KiB: the bitmaps of some 300 pages of the test-6 mix
 //! (about 200 bytes a page), 20 of the smallest class.
 
+use crate::diag::counters::BITMAP_BYTES;
 use crate::os::{self, OS_PAGE};
 use core::ptr::null_mut;
 
@@ -90,6 +91,7 @@ impl Arena {
             debug_assert!(c.free[u / 64] & 1 << (u % 64) == 0, "unit {u} freed twice");
             c.free[u / 64] |= 1 << (u % 64);
         }
+        BITMAP_BYTES.sub((bytes.div_ceil(UNIT) * UNIT) as u64);
     }
 
     /// Purges every OS page of the arena whose lines are all free and that
@@ -132,6 +134,7 @@ impl Chunk {
             self.free[u / 64] &= !(1 << (u % 64));
             self.dirty |= 1 << (u * UNIT / OS_PAGE);
         }
+        BITMAP_BYTES.add((units * UNIT) as u64);
         (self as *mut Chunk as usize + first * UNIT) as *mut u8
     }
 }

@@ -51,6 +51,17 @@ pub struct SmallSegment {
     pages: [Page; PAGES_PER_SEGMENT],
 }
 
+/// What part of a small segment a resident byte belongs to (see
+/// [`SmallSegment::for_each_resident`]).
+pub enum Part<'a> {
+    /// The header: the segment's fields and its page descriptors.
+    Header,
+    /// A page that belongs to no class (purged when it was given back).
+    FreePage,
+    /// A page of a class, holding blocks or empty.
+    Page(&'a Page),
+}
+
 /// Bytes before page 0's first block can start: the header (128 bytes of
 /// fields, then a descriptor of 128 bytes a page: 8.1 KiB on x86_64, 4.1 KiB
 /// on i686, 0.2 % of a segment).
@@ -157,12 +168,40 @@ impl SmallSegment {
     /// statistics: the page's counters and class are atomics; the rest may
     /// change meanwhile).
     pub fn for_each_page(mut f: impl FnMut(&Page)) {
+        Self::for_each(|seg| seg.assigned().for_each(|(_, p)| f(p)));
+    }
+
+    /// Calls `f` with each part of every small segment and its resident
+    /// bytes (from `mincore`), for the statistics' account of where the
+    /// memory is. The header's part is its OS pages; page 0's, the rest of
+    /// its 64 KiB.
+    pub fn for_each_resident(mut f: impl FnMut(Part<'_>, usize)) {
+        let mut pages = [0u8; SEGMENT_SIZE / OS_PAGE];
+        Self::for_each(|seg| {
+            let size = seg.header.size;
+            if !os::residency((seg as *const Self).cast(), size, &mut pages) {
+                return;
+            }
+            let resident = |from: usize, to: usize| {
+                pages[from / OS_PAGE..to / OS_PAGE].iter().filter(|&&b| b & 1 != 0).count() * OS_PAGE
+            };
+            f(Part::Header, resident(0, HEADER_PAGES));
+            let free = seg.free_pages.load(Relaxed);
+            for (i, page) in seg.pages.iter().enumerate().take(size / PAGE_SIZE) {
+                let bytes = resident((i * PAGE_SIZE).max(HEADER_PAGES), (i + 1) * PAGE_SIZE);
+                f(if free & 1 << i != 0 { Part::FreePage } else { Part::Page(page) }, bytes);
+            }
+        });
+    }
+
+    /// Calls `f` on every small segment, under the registry's lock.
+    fn for_each(mut f: impl FnMut(&SmallSegment)) {
         let all = REGISTRY.lock();
         let mut s = all.0;
         while !s.is_null() {
             // SAFETY: listed segments are mapped while the lock is held.
             let seg = unsafe { &*s };
-            seg.assigned().for_each(|(_, p)| f(p));
+            f(seg);
             s = seg.all_next.load(Relaxed);
         }
     }
