@@ -154,7 +154,7 @@ const fn computed_class(size: usize) -> usize {
     let s = size - 1;
     let bit = (usize::BITS - 1 - s.leading_zeros()) as usize;
     let group = bit - FINE_LIMIT.trailing_zeros() as usize;
-    let step = (s >> (bit - 2)) & (STEPS_PER_DOUBLING - 1);
+    let step = (s >> (bit - STEPS_PER_DOUBLING.trailing_zeros() as usize)) & (STEPS_PER_DOUBLING - 1);
     FIRST_COARSE + group * STEPS_PER_DOUBLING + step
 }
 
