@@ -261,6 +261,24 @@ static inline const char *malloc_lib(void)
     return "unknown";
 }
 
+/* With WORKLOAD_STATS=1 in the environment, at the moment a workload calls
+ * this (its peak): the bytes it holds, as it asked for them, its VmRSS, and,
+ * if the allocator in use is libmemory, that allocator's account of where
+ * the resident memory is (memory_stats_print: per class live and resident
+ * bytes, empty pages kept, headers, bitmaps). What separates the requested
+ * bytes from the RSS, piece by piece. */
+static inline void peak_report(size_t live_bytes)
+{
+    const char *on = getenv("WORKLOAD_STATS");
+    if (on == NULL || strcmp(on, "1") != 0)
+        return;
+    vmstat_t v = vmstat();
+    fprintf(stderr, "peak: %zu KiB requested and live, VmRSS %ld KiB\n", live_bytes >> 10, v.rss_kb);
+    void (*print)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "memory_stats_print");
+    if (print != NULL)
+        print(2);
+}
+
 /* Starts the RESULT line; the caller adds " key=value" fields and ends it
  * with result_end(). */
 static inline void result_begin(const char *workload)

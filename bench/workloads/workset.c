@@ -5,6 +5,9 @@
  * per page).
  *
  *   workset [live=10000] [iters=N] [min=8] [max=256] [seed=1]
+ *
+ * WORKLOAD_STATS=1 prints the live bytes and the allocator's breakdown
+ * before the final frees (see peak_report).
  */
 #include "common.h"
 
@@ -40,6 +43,10 @@ int main(int argc, char **argv)
         fill_block(ptr[i], len[i], tag[i]);
         check += len[i];
     }
+    size_t live_bytes = 0;
+    for (size_t i = 0; i < live; i++)
+        live_bytes += len[i];
+    peak_report(live_bytes);
     for (size_t i = 0; i < live; i++) {
         check_block(ptr[i], len[i], tag[i], "workset (end)");
         free(ptr[i]);
