@@ -539,7 +539,10 @@ impl Page {
         self.shape.announced.store(false, SeqCst);
         let b = self.bitmaps();
         let (mut blocks, mut undecided) = (0, false);
-        for j in 0..b.words() {
+        // Only blocks ever handed out can be claimed (a claim needs the live
+        // bit): the words past them are not read, so a take-back costs what
+        // the page has handed out, not its size.
+        for j in 0..(self.local.bumped.get() as usize).div_ceil(BITS).min(b.words()) {
             let posted = b.posted(j);
             let pair = b.pair(j);
             if posted.load(Relaxed) != 0 {

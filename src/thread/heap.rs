@@ -467,6 +467,12 @@ impl Owner<'_> {
                 }
             }
             page.check_head();
+            // Blocks other threads gave back to this page come before fresh
+            // ones: bumping first made every page of a cross-thread workload
+            // resident to its end before its blocks came back.
+            if page.is_announced() && self.drain_if_any() {
+                continue;
+            }
             if let Some(p) = page.bump() {
                 return p;
             }
