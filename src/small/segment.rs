@@ -42,6 +42,9 @@ pub struct SmallSegment {
     /// Bit i set: assigned page i became empty since it was assigned, and
     /// may still be (see [`Self::is_empty`]).
     emptied: Cell<u64>,
+    /// Bit i set: free page i was given back without a purge, so its memory
+    /// may still be resident (see [`Self::release_page`]).
+    dirty: Cell<u64>,
     /// Neighbours in the heap's list of segments that have free pages.
     pub next: Cell<*mut SmallSegment>,
     pub prev: Cell<*mut SmallSegment>,
@@ -56,7 +59,8 @@ pub struct SmallSegment {
 pub enum Part<'a> {
     /// The header: the segment's fields and its page descriptors.
     Header,
-    /// A page that belongs to no class (purged when it was given back).
+    /// A page that belongs to no class (its memory purged, but for the
+    /// pages a heap keeps dirty: see `thread::pages::DIRTY_PAGES_MAX`).
     FreePage,
     /// A page of a class, holding blocks or empty.
     Page(&'a Page),
@@ -285,16 +289,20 @@ impl SmallSegment {
         (page as *const Page as usize - self.pages.as_ptr() as usize) / size_of::<Page>()
     }
 
-    /// Takes a free page (the lowest, to keep the used part of the segment
-    /// compact) and assigns it to `class`, with bitmaps from `arena`; None
-    /// when no memory is left for them.
+    /// Takes a free page and assigns it to `class`, with bitmaps from
+    /// `arena`; None when no memory is left for them. A dirty page first (its
+    /// memory is likely resident: no page faults), then the lowest (to keep
+    /// the used part of the segment compact).
     pub fn take_page(&self, class: usize, arena: &mut Arena) -> Option<&Page> {
         debug_assert!(self.has_free_page());
         let pairs = arena.alloc(bitmaps::bytes(class_size(class)));
         if pairs.is_null() {
             return None;
         }
-        let index = self.free_pages.load(Relaxed).trailing_zeros() as usize;
+        let free = self.free_pages.load(Relaxed);
+        let dirty = self.dirty.get();
+        let index = if dirty != 0 { dirty } else { free }.trailing_zeros() as usize;
+        self.dirty.set(dirty & !(1 << index));
         self.free_pages.fetch_and(!(1 << index), Relaxed);
         let page = &self.pages[index];
         let base = self as *const Self as usize + index * PAGE_SIZE;
@@ -312,36 +320,57 @@ impl SmallSegment {
         if options::secure() { HEADER_PAGES + OS_PAGE } else { HEADER_SIZE }
     }
 
-    /// Returns an empty page to the segment and its bitmaps to `arena`, and
-    /// gives its memory back to the system; the addresses stay, and read
-    /// zero when reused.
+    /// Returns an empty page to the segment and its bitmaps to `arena`. Its
+    /// memory stays as it is, the page marked dirty, until the next page
+    /// taken here reuses it or [`Self::purge_dirty`] gives it back: the
+    /// owner purges in runs of adjacent pages, not one `madvise` per page.
     ///
     /// # Safety
     /// `page` is a page of this segment with no live block, whose
     /// `begin_release` said yes, and in no list; `arena` is its heap's.
     pub unsafe fn release_page(&self, page: &Page, arena: &mut Arena) {
         // SAFETY: per the contract.
-        let (start, end) = unsafe { self.free_page(page, arena) };
-        // SAFETY: the page's blocks are all free, and the range is past the
-        // header's OS pages.
-        unsafe { os::purge(start as *mut u8, end - start) };
+        unsafe { self.free_page(page, arena) };
+        self.dirty.set(self.dirty.get() | 1 << self.index_of(page));
     }
 
-    /// [`Self::release_page`] without the purge, for a segment about to be
-    /// unmapped whole; the page's block area, past the header's OS pages.
+    /// [`Self::release_page`] without marking the page dirty, for a segment
+    /// about to be unmapped whole.
     ///
     /// # Safety
     /// As for [`Self::release_page`].
-    pub unsafe fn free_page(&self, page: &Page, arena: &mut Arena) -> (usize, usize) {
+    pub unsafe fn free_page(&self, page: &Page, arena: &mut Arena) {
         let index = self.index_of(page);
         let (pairs, bytes) = page.unassign();
         // SAFETY: per the contract the bitmaps are the page's, zero now.
         unsafe { arena.free(pairs.cast(), bytes) };
         self.emptied.set(self.emptied.get() & !(1 << index));
         self.free_pages.fetch_or(1 << index, Relaxed);
-        let base = self as *const Self as usize + index * PAGE_SIZE;
-        let start = if index == 0 { base + Self::first_block_offset().next_multiple_of(OS_PAGE) } else { base };
-        (start, base + PAGE_SIZE)
+    }
+
+    /// The free pages given back without a purge.
+    pub fn dirty_pages(&self) -> u32 {
+        self.dirty.get().count_ones()
+    }
+
+    /// Gives the memory of every dirty page back to the system, one
+    /// `madvise` per run of adjacent pages; how many pages.
+    pub fn purge_dirty(&self) -> u32 {
+        let mut dirty = self.dirty.replace(0);
+        let purged = dirty.count_ones();
+        while dirty != 0 {
+            let first = dirty.trailing_zeros() as usize;
+            let run = (!(dirty >> first)).trailing_zeros() as usize;
+            let base = self as *const Self as usize;
+            // Page 0's block area starts past the header's OS pages.
+            let start = base + (first * PAGE_SIZE).max(Self::first_block_offset().next_multiple_of(OS_PAGE));
+            let end = base + (first + run) * PAGE_SIZE;
+            // SAFETY: the pages are free (no block, no bitmaps: a late reader
+            // finds them unassigned in the header) and past the header.
+            unsafe { os::purge(start as *mut u8, end - start) };
+            dirty &= !(first_pages(run) << first);
+        }
+        purged
     }
 }
 
@@ -412,6 +441,47 @@ mod tests {
         assert!(s.is_unused());
         // SAFETY: nothing uses the segment any more.
         unsafe { SmallSegment::retire(seg) };
+    }
+
+    #[test]
+    fn released_pages_stay_resident_until_purged_together_and_are_reused_first() {
+        let seg = SmallSegment::create(null_mut()).unwrap();
+        let mut arena = Arena::EMPTY;
+        let resident = |from: usize, pages: usize| {
+            let mut v = [0u8; PAGE_SIZE / OS_PAGE * 8];
+            let len = pages * PAGE_SIZE;
+            assert!(os::residency((seg.as_ptr() as usize + from * PAGE_SIZE) as *const u8, len, &mut v));
+            v[..len / OS_PAGE].iter().filter(|&&b| b & 1 != 0).count()
+        };
+        // SAFETY: the segment is ours for the test; each page's one block
+        // is written, freed and the page released before it is purged.
+        unsafe {
+            let s = seg.as_ref();
+            let _page0 = s.take_page(class_of(64), &mut arena).unwrap();
+            let pages: [&Page; 4] = core::array::from_fn(|_| s.take_page(class_of(16384), &mut arena).unwrap());
+            for page in pages {
+                let b = pop(page);
+                b.write_bytes(1, 16384);
+                assert_eq!(page.free(b), Freed::Ended);
+                assert!(page.begin_release());
+            }
+            // Pages 1, 2 and 4 released (dirty, still resident); page 3 live.
+            for i in [0, 1, 3] {
+                s.release_page(pages[i], &mut arena);
+            }
+            assert_eq!(s.dirty_pages(), 3);
+            assert!(resident(1, 4) >= 4 * 4);
+            // A new page takes a dirty one (the lowest), warm.
+            let again = s.take_page(class_of(16384), &mut arena).unwrap();
+            assert_eq!(again.base(), seg.as_ptr() as usize + PAGE_SIZE);
+            assert_eq!(s.dirty_pages(), 2);
+            // Pages 2 and 4 go back: two runs, their memory no longer resident.
+            assert_eq!(s.purge_dirty(), 2);
+            assert_eq!(s.dirty_pages(), 0);
+            assert_eq!(resident(2, 1), 0);
+            assert_eq!(resident(4, 1), 0);
+            assert!(resident(3, 1) >= 4);
+        }
     }
 
     #[test]

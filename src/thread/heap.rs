@@ -99,6 +99,9 @@ pub struct Local {
     /// in rounds keeps reusing the spare; a program that frees everything
     /// keeps one segment of address space.
     pub(super) spare: *mut SmallSegment,
+    /// Free pages of the heap's segments given back without a purge (see
+    /// `pages.rs`, [`DIRTY_PAGES_MAX`]).
+    pub(super) dirty_pages: u32,
     /// No thread runs on the heap: emptied pages and segments go back at once.
     pub(super) abandoned: bool,
     /// Where the heap's pages keep their bitmaps.
@@ -155,6 +158,7 @@ impl Local {
         ring: [null_mut(); RETAINED_EMPTY_PAGES],
         ring_next: 0,
         spare: null_mut(),
+        dirty_pages: 0,
         abandoned: false,
         arena: Arena::EMPTY,
         aside_pages: null_mut(),
@@ -659,6 +663,7 @@ impl Owner<'_> {
         if !spare.is_null() && unsafe { (*spare).is_empty() } {
             self.release_segment(spare);
         }
+        self.purge_dirty();
         self.local().arena.purge();
         undecided
     }

@@ -8,6 +8,15 @@ use crate::small::page::Page;
 use crate::small::segment::SmallSegment;
 use core::ptr::{NonNull, null_mut};
 
+/// Free pages a heap keeps without purging them (1 MiB): pages pushed out
+/// of the ring of emptied pages wait here to be reused warm or purged
+/// together, one `madvise` per run of adjacent pages instead of one per
+/// page. `workset_mixed`, whose final frees empty hundreds of pages in
+/// address order: 547 `madvise` calls before (x86_64), see
+/// `docs/performance.md`, step 43. Small against the ring's 4 MiB, so a
+/// program that frees everything keeps at most that much more.
+pub(super) const DIRTY_PAGES_MAX: u32 = 16;
+
 impl Owner<'_> {
     /// Takes a page out of the ring; if it is still empty, back to the system.
     pub(super) fn release_if_empty(&mut self, page: *mut Page) {
@@ -26,6 +35,7 @@ impl Owner<'_> {
             let s = &*seg;
             let was_full = !s.has_free_page();
             s.release_page(p, &mut self.local().arena);
+            self.local().dirty_pages += 1;
             if s.is_unused() {
                 if !was_full {
                     self.unlink_segment(seg);
@@ -35,6 +45,22 @@ impl Owner<'_> {
                 self.link_segment(seg);
             }
         }
+        if self.local().dirty_pages > DIRTY_PAGES_MAX {
+            self.purge_dirty();
+        }
+    }
+
+    /// Gives back the memory of every free page released without a purge.
+    pub(super) fn purge_dirty(&mut self) {
+        let mut seg = self.local().segments;
+        // Dirty pages are free pages: their segments are all in the list.
+        while !seg.is_null() {
+            // SAFETY: the list's segments are live segments of this heap.
+            let s = unsafe { &*seg };
+            self.local().dirty_pages -= s.purge_dirty();
+            seg = s.next.get();
+        }
+        debug_assert_eq!(self.local().dirty_pages, 0);
     }
 
     /// A page leaves the heap: its count of allocations joins the heap's.
@@ -77,6 +103,8 @@ impl Owner<'_> {
         if seg == self.local().spare {
             self.local().spare = null_mut();
         }
+        // SAFETY: `seg` is a live segment of this heap.
+        self.local().dirty_pages -= unsafe { (*seg).dirty_pages() };
         // SAFETY: the caller unlinked the empty segment and nothing refers
         // to it.
         unsafe { SmallSegment::retire(NonNull::new_unchecked(seg)) };
@@ -98,7 +126,11 @@ impl Owner<'_> {
         // SAFETY: segments in the list are live segments of this heap with a
         // free page.
         let s = unsafe { &*seg };
+        let warm = s.dirty_pages() != 0;
         let page = s.take_page(class, &mut self.local().arena)?;
+        if warm {
+            self.local().dirty_pages -= 1;
+        }
         self.tables().insert(page);
         if !s.has_free_page() {
             self.unlink_segment(seg);
