@@ -34,13 +34,17 @@ the first claim that does not hold.
                                    and no freed one
 
 The bound of an estimate. A block of s bytes is sampled with chance
-p = 1 - e^(-s/RATE) and counts as 1/p blocks, so a site of n such blocks
-(T = n s bytes) is estimated with standard deviation
-sigma = s sqrt(n (1 - p) / p). The check allows Z = 5 of them (plus the
-rounding of the file's integers): a correct profile fails it with chance
-6e-7 per estimate (normal tails; the estimate sums many independent
-samples), about 1e-4 over the whole test; a path whose blocks are never
-sampled, or sampled with the wrong weight, is off by far more.
+p = 1 - e^(-s/RATE), independently of the others (the countdown between
+samples is exponential, so memoryless), and counts as s/p bytes. Of a site's
+n blocks (T = n s bytes) U go unsampled, U ~ Binomial(n, 1 - p), and the
+estimate is off by (s/p) |U - n (1 - p)|. The check allows the deviation of
+U that the exact binomial distribution exceeds with chance at most ALPHA =
+6e-7 per estimate (about 1e-4 over the whole test), plus the rounding of the
+file's integers. Exact, not 5 normal standard deviations: where n (1 - p) is
+small (40 blocks of 100,000 bytes at a rate of 16,384 leave 0.09 unsampled
+on average) U is far from normal, and two unsampled blocks, which happen
+once in 250 runs, are already more than 5 of them. A path whose blocks are
+never sampled, or sampled with the wrong weight, is off by far more.
 """
 import math
 import re
@@ -129,14 +133,34 @@ def flame(path, true_bytes, names):
     print(f"flame graph: {len(titles)} frames, {total} bytes, with {', '.join(names)}")
 
 
-Z = 5.0
+ALPHA = 6e-7
 
 
 def bound(count, size, rate):
-    """Z standard deviations of the estimate of `count` blocks of `size`
-    bytes, and the integer rounding (half a byte per value written)."""
+    """The largest error of the estimate of `count` blocks of `size` bytes
+    that a correct profile makes with chance above ALPHA, and the integer
+    rounding (half a byte per value written)."""
     p = -math.expm1(-size / rate)
-    return Z * size * math.sqrt(count * (1 - p) / p) + 2 + 1e-6 * count * size
+    q = 1.0 - p
+    rounding = 2 + 1e-6 * count * size
+    if q <= 0.0:
+        return rounding
+    mean = count * q
+    log_q, log_p = math.log(q), math.log1p(-q)
+    pmf = [math.exp(math.lgamma(count + 1) - math.lgamma(u + 1) - math.lgamma(count - u + 1)
+                    + u * log_q + (count - u) * log_p) for u in range(count + 1)]
+
+    def tail(k):
+        """P(|U - mean| > k)."""
+        return sum(x for u, x in enumerate(pmf) if abs(u - mean) > k)
+
+    # The smallest deviation k (a whole number of blocks past the mean's
+    # fraction) whose tail is within ALPHA, by bisection.
+    lo, hi = 0.0, float(count)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if tail(mid) <= ALPHA else (mid, hi)
+    return size / p * hi + rounding
 
 
 def read_truth(path):

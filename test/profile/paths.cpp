@@ -16,7 +16,8 @@
  *
  * Counts: with MALLOCATOR_PROFILE_RATE=16384, each site's standard error is
  * at most 3.2 % of its bytes (N p / (1 - p) >= 1000 for blocks sampled with
- * chance p), so that check.py's bound of 5 of them is 16 % or less. */
+ * chance p), so that check.py's bound (the binomial tail of chance 6e-7) is
+ * 16 % or less. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

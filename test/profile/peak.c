@@ -7,7 +7,8 @@
  * of each (check.py's lines: function, blocks, size, held|gone).
  *
  * With MALLOCATOR_PROFILE_RATE=16384 each site's standard error is at most
- * 3.4 % of its bytes (check.py allows 5 of them). */
+ * 3.4 % of its bytes (check.py's bound is the binomial tail of chance
+ * 6e-7, about 5 of them). */
 #include <stdio.h>
 #include <stdlib.h>
 
