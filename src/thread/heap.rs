@@ -102,6 +102,9 @@ pub struct Local {
     /// Free pages of the heap's segments given back without a purge (see
     /// `pages.rs`, [`DIRTY_PAGES_MAX`]).
     pub(super) dirty_pages: u32,
+    /// When `dirty_pages` last rose from 0 (`clock::now_ms`): the first of
+    /// them has waited since.
+    pub(super) dirty_since: u64,
     /// No thread runs on the heap: emptied pages and segments go back at once.
     pub(super) abandoned: bool,
     /// Where the heap's pages keep their bitmaps.
@@ -159,6 +162,7 @@ impl Local {
         ring_next: 0,
         spare: null_mut(),
         dirty_pages: 0,
+        dirty_since: 0,
         abandoned: false,
         arena: Arena::EMPTY,
         aside_pages: null_mut(),
@@ -444,6 +448,7 @@ impl Owner<'_> {
     /// Allocates a block of `class`, its bytes counted already.
     fn alloc_class(mut self, class: usize) -> *mut u8 {
         debug_assert!(class < NUM_CLASSES);
+        self.purge_dirty_if_due();
         loop {
             let page = self.local().queues[class];
             if page.is_null() {
@@ -647,6 +652,7 @@ impl Owner<'_> {
     pub(super) fn give_back(&mut self) -> Undecided {
         let (_, undecided) = self.drain();
         self.local().abandoned = true;
+        self.purge_dirty_if_due();
         undecided
     }
 
