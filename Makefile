@@ -18,9 +18,9 @@ setup:
 	@rustup target list --installed | grep -qx i686-unknown-linux-gnu || rustup target add i686-unknown-linux-gnu
 	@[ -f "$$(gcc -m32 -print-file-name=crti.o)" ] && [ -f "$$(g++ -m32 -print-file-name=libstdc++.so)" ] && \
 	  command -v pkg-config >/dev/null && command -v sqlite3 >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-multilib g++-multilib pkg-config sqlite3; }
-	@command -v go >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
-	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	  { apt-get -o Acquire::Retries=3 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq gcc-multilib g++-multilib pkg-config sqlite3; }
+	@command -v go >/dev/null || { apt-get -o Acquire::Retries=3 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq golang-go; }
+	@command -v valgrind >/dev/null || { apt-get -o Acquire::Retries=3 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq valgrind; }
 
 build: setup
 	cargo build --release

@@ -174,12 +174,13 @@ static void one_round(unsigned int round)
 /* A thread that allocated through the library, then waits until the library
  * has been unloaded before it exits: its exit must not run any of the
  * library's code (the thread-exit key is deleted at unload). */
-static volatile int unloaded;
+static volatile int allocated, unloaded;
 
 static void *lingering_thread(void *unused)
 {
     (void)unused;
     p_deallocate(p_allocate(100));
+    allocated = 1;
     while (!unloaded)
         usleep(1000);
     return NULL;
@@ -200,7 +201,10 @@ static void unload_while_a_thread_lives(void)
         dlclose(h);
         return;
     }
-    usleep(50000); /* the thread has allocated by now */
+    /* Not a fixed sleep: on a loaded machine the thread may not have run
+     * yet, and its call would then find the library unmapped. */
+    while (!allocated)
+        usleep(1000);
     dlclose(h);
     unloaded = 1;
     pthread_join(th, NULL); /* crashed here before the key was deleted at unload */

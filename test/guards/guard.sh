@@ -27,6 +27,10 @@ lib=$root/target/$triple/release/libmemory.so
 [ -e "$lib" ] || { echo "guard.sh: $lib not built (make build)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "guard.sh: valgrind not found (make setup installs it)" >&2; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# The figures are the defaults': a caller's options must not change them.
+unset MALLOCATOR_DECAY_MS MALLOCATOR_DIRTY_KIB MALLOCATOR_FAIL_MMAP MALLOCATOR_LEAKS MALLOCATOR_ON_ERROR \
+  MALLOCATOR_PROFILE MALLOCATOR_PROFILE_INTERVAL MALLOCATOR_PROFILE_RATE MALLOCATOR_PROFILE_SIGNAL \
+  MALLOCATOR_RETAIN_PAGES MALLOCATOR_SECURE MALLOCATOR_STATS MALLOCATOR_VERBOSE
 
 gcc $arch -O2 -fno-builtin-malloc -fno-builtin-free -o "$tmp/pairs" "$here/pairs.c"
 ir() {

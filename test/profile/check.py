@@ -7,8 +7,10 @@ the first claim that does not hold.
                                    of the flat column; FORMAT is prof or go
   check.py inuse OUTPUT            mallocator-prof top of the exit profile:
                                    site_ten holds nearly all, the freed none
-  check.py leaks STDERR BYTES      the leak report names site_ten first, with
-                                   BYTES (+-15 %), and no freed site
+  check.py leaks STDERR COUNT SIZE RATE
+                                   the leak report names site_ten first, with
+                                   its COUNT blocks of SIZE bytes within the
+                                   bound (below), and no freed site
   check.py flame SVG BYTES NAME... a well-formed SVG of BYTES (-20 %) in all,
                                    with a frame of each NAME
   check.py estimates FORMAT OUTPUT RATE TRUTH WHEN [COLUMN]
@@ -96,8 +98,9 @@ def inuse(path):
     print(f"exit profile: site_ten {got['site_ten']} % in use, freed sites 0 %")
 
 
-def leaks(path, true_bytes):
+def leaks(path, count, size, rate):
     text = open(path).read()
+    true_bytes, b = count * size, bound(count, size, rate)
     m = re.search(r"^mallocator: leak 1: (\d+) bytes in (\d+) blocks allocated at\n"
                   r"mallocator:     #0 (\S+)", text, re.M)
     if not m:
@@ -105,8 +108,8 @@ def leaks(path, true_bytes):
     est, site = int(m.group(1)), m.group(3)
     if not site.startswith("site_ten+"):
         fail(f"leak 1 is at {site}, expected site_ten\n{text}")
-    if abs(est - true_bytes) > 0.15 * true_bytes:
-        fail(f"leak 1 estimated {est} bytes, true {true_bytes} (+-15 %)\n{text}")
+    if abs(est - true_bytes) > b:
+        fail(f"leak 1 estimated {est} bytes, true {true_bytes} +- {b:.0f}\n{text}")
     if re.search(r"site_sixty|site_thirty", text):
         fail("a freed site is reported as leaking:\n" + text)
     print(f"leak report: site_ten, {est} bytes estimated of {true_bytes}")
@@ -266,7 +269,7 @@ def main():
     elif cmd == "inuse":
         inuse(*args)
     elif cmd == "leaks":
-        leaks(args[0], int(args[1]))
+        leaks(args[0], *map(int, args[1:]))
     elif cmd == "estimates":
         estimates(*args)
     elif cmd == "totals":

@@ -92,7 +92,7 @@ go tool pprof -sample_index=alloc_space -top "$exitprof" > "$tmp/go_alloc.txt" 2
 "$here/check.py" shares go "$tmp/go_alloc.txt"
 "$prof" top "$exitprof" > "$tmp/top_exit.txt"
 "$here/check.py" inuse "$tmp/top_exit.txt"
-"$here/check.py" leaks "$tmp/leaks.txt" $((30000 * 100))
+"$here/check.py" leaks "$tmp/leaks.txt" 30000 100 4096
 
 # 2. Every allocation path (paths.cpp gives the rate its counts are for).
 g++ $arch -O2 -g -std=c++17 -Wall -Wextra -Werror -I"$root/include" -o "$tmp/paths" "$here/paths.cpp" \
