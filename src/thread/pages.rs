@@ -175,14 +175,14 @@ impl Owner<'_> {
     fn dirty_segment_first(&mut self) {
         let head = self.local().segments;
         let mut seg = head;
-        // SAFETY: the list's segments are live segments of this heap, and
-        // every dirty page is in one of them (a dirty page is a free page).
+        // SAFETY: the list's segments are live segments of this heap (every
+        // dirty page is in one of them: a dirty page is a free page).
         unsafe {
-            while (*seg).dirty_pages() == 0 {
+            while !seg.is_null() && (*seg).dirty_pages() == 0 {
                 seg = (*seg).next.get();
             }
         }
-        if seg != head {
+        if !seg.is_null() && seg != head {
             self.unlink_segment(seg);
             self.link_segment(seg);
         }
