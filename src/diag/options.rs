@@ -22,7 +22,9 @@ static RETAIN_PAGES: AtomicUsize = AtomicUsize::new(MAX_RETAIN_PAGES);
 /// memory kept resident (the budget is twice the live large bytes if more).
 static DIRTY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_DIRTY_KIB << 10);
 /// `MALLOCATOR_DECAY_MS=n` (default 100): freed large memory unused this
-/// long goes back to the system (see `large::budget`).
+/// long goes back to the system (see `large::budget`), and so do a heap's
+/// dirty small pages once the first has waited this long
+/// (`thread::pages::DIRTY_PAGES_MAX`).
 static DECAY_MS: AtomicUsize = AtomicUsize::new(DEFAULT_DECAY_MS);
 /// `MALLOCATOR_PROFILE=<prefix>`: sample allocations and write
 /// `<prefix>.<pid>.pb.gz` at exit (a pointer into the environment, which
