@@ -87,13 +87,9 @@ fn map_aligned_uncounted(size: usize, align: usize) -> *mut u8 {
     unsafe { trim(raw, size) };
     let below = raw as usize & !(align - 1);
     for at in [below + align, below] {
-        let p = map_raw(at as *mut u8, size, libc::MAP_FIXED_NOREPLACE);
-        if p as usize == at {
-            return p;
+        if map_exact(at as *mut u8, size) {
+            return at as *mut u8;
         }
-        // SAFETY: a mapping made elsewhere (a kernel that took the flag for
-        // a hint), unused.
-        unsafe { trim(p, size) };
     }
     null_mut()
 }
@@ -129,17 +125,23 @@ fn map(size: usize) -> *mut u8 {
 /// Maps `size` bytes of zero memory exactly at `p` (page-aligned), if no
 /// mapping is there: false when one is (or the system refuses).
 pub fn map_at(p: *mut u8, size: usize) -> bool {
+    let mapped = map_exact(p, size);
+    if mapped {
+        note_mapped(p, size);
+    }
+    mapped
+}
+
+/// [`map_at`] without counting the mapping in the statistics.
+fn map_exact(p: *mut u8, size: usize) -> bool {
     let q = map_raw(p, size, libc::MAP_FIXED_NOREPLACE);
     if q == p {
-        note_mapped(p, size);
         return true;
     }
-    if !q.is_null() {
-        // A kernel older than 4.17 takes the flag for a hint and maps
-        // elsewhere.
-        // SAFETY: `q` is the mapping just made, unused.
-        unsafe { trim(q, size) };
-    }
+    // A kernel older than 4.17 takes the flag for a hint and maps
+    // elsewhere.
+    // SAFETY: `q`, if not null, is the mapping just made, unused.
+    unsafe { trim(q, size) };
     false
 }
 

@@ -3,7 +3,9 @@
  * later, at its next slow path, without malloc_trim.
  *
  * 20 MiB of 64-byte blocks (320 pages of 64 KiB) are allocated and written;
- * then all but one block in 16 pages are freed, so 300 pages empty while
+ * then all but one block in 16 pages are freed, so 300 pages empty (64 to
+ * the ring, 236 dirty: fewer than the 256 a heap keeps before it purges by
+ * count, so only the decay gives them back) while
  * every segment keeps a live block (a segment that empties whole goes back
  * at once; test_return covers that). The emptied pages stay resident for a
  * while: the last 64 in the heap's ring, for its next blocks of their

@@ -46,6 +46,16 @@ static uint32_t next(void)
     return rng;
 }
 
+/* Fisher-Yates over order[]. */
+static void shuffle(void)
+{
+    for (uint32_t i = N - 1; i > 0; i--) {
+        uint32_t j = next() % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
 /* VmRSS and VmSize in kB. */
 static void status(long *rss, long *vm)
 {
@@ -76,11 +86,7 @@ int main(void)
     for (uint32_t i = 0; i < N; i++)
         order[i] = i;
     /* Random order of allocation: small and large blocks interleaved. */
-    for (uint32_t i = N - 1; i > 0; i--) {
-        uint32_t j = next() % (i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    shuffle();
     /* The test's own arrays resident before "start": only the allocator's
      * memory may count (and the thread's heap made: the first allocation
      * through allocate, which gcc cannot elide as it may malloc and free). */
@@ -100,11 +106,7 @@ int main(void)
     }
     status(&rss1, &vm1);
     unsigned long long m1 = mapped();
-    for (uint32_t i = N - 1; i > 0; i--) {
-        uint32_t j = next() % (i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    shuffle();
     for (uint32_t k = 0; k < N; k++)
         free(blocks[order[k]]);
     status(&rss2, &vm2);

@@ -151,8 +151,9 @@ fn sampled_if_due(size: usize, alloc: impl FnOnce() -> (*mut u8, bool)) -> (*mut
 /// Counts `size` requested bytes that the small fast path does not see down
 /// the calling thread's sampling countdown; its heap if the request is to be
 /// sampled. A thread without a heap gets one here: a thread that allocates
-/// only large blocks is sampled like any other (a heap costs about 2 KiB,
-/// and its counters give the statistics the thread's requested bytes too).
+/// only large blocks is sampled like any other (a heap is a mapping of
+/// some 70 KiB of address space, of which only the pages it touches become
+/// resident, and its counters give the statistics the thread's requested bytes too).
 fn sample_due(size: usize) -> Option<&'static Heap> {
     // SAFETY: a heap is never freed; null if none could be had.
     let heap = unsafe { thread::heap().as_ref()? };
@@ -269,13 +270,16 @@ fn free_small(p: *mut u8) {
     // SAFETY: `p` lies in a live small segment (checked by the caller), and a
     // page descriptor of a live (or retired: a tombstone) segment is
     // readable; a segment's heap is immortal, and null only in a tombstone,
-    // whose pages are all free (the claim fails before it is used).
+    // whose pages are all free (the claim fails before it is used). The
+    // calling thread's heap is the empty heap if it has none, which is no
+    // segment's: a thread without a heap never takes the owner's path (a
+    // null compared with a null would).
     unsafe {
         let (seg, page) = SmallSegment::page_of(p);
         let heap = (*seg).heap;
-        let mine = thread::heap_if_any();
-        if heap == mine.cast_const() {
-            (*mine).owner().free_found(&*page, p);
+        let mine = thread::current();
+        if core::ptr::eq(heap, mine) {
+            mine.owner().free_found(&*page, p);
         } else {
             thread::remote::free_remote(heap, &*page, p);
         }

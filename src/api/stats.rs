@@ -117,8 +117,9 @@ pub struct Footprint {
     /// kept for reuse), and their resident bytes.
     pub empty_pages: u64,
     pub empty_resident: u64,
-    /// Resident bytes of pages that belong to no class (purged, but for a
-    /// few per heap kept to be reused warm or purged together).
+    /// Resident bytes of pages that belong to no class (purged, but for the
+    /// dirty pages a heap keeps, up to 256, to be reused warm or purged
+    /// together).
     pub free_page_resident: u64,
     /// Small segments, and the resident bytes of their headers (fields and
     /// page descriptors).

@@ -17,8 +17,8 @@
 //!
 //! Release policy (`budget`): by time, freed runs and cached mappings that
 //! stay unused for one to two `MALLOCATOR_DECAY_MS` (100 ms) go back to the
-//! system at the next call into the large allocator (two periods of quiet:
-//! all of it); by amount, they stay resident while they total at most twice
+//! system at the next call into the large allocator (after a quiet spell of
+//! two periods, at most 50 ms: all of it); by amount, they stay resident while they total at most twice
 //! the recent peak of live large and huge bytes (at least
 //! `MALLOCATOR_DIRTY_KIB`, default 2 MiB; see `budget::resident_budget`),
 //! past which cached mappings are unmapped smallest first and the largest

@@ -139,7 +139,15 @@ pub fn is_sample(p: *mut u8) -> bool {
 pub fn resized(p: *mut u8, q: *mut u8, size: usize, grew: bool) -> bool {
     // The weight is worked out before the lock is taken.
     let weight = grew.then(|| weight(size));
-    enabled() && with_store(|store| store.resize(p as usize, q as usize, size, weight))
+    enabled()
+        && with_store(|store| {
+            let sample = store.resize(p as usize, q as usize, size, weight);
+            if sample {
+                // A sample that grew counts toward the interval as a new one.
+                dumps::after_sample(store);
+            }
+            sample
+        })
 }
 
 /// Takes the record of `p` out while the block moves (`mremap`).
@@ -156,6 +164,7 @@ pub fn attach(p: *mut u8, record: Option<Detached>, resize: Option<(usize, bool)
             store.attach(p as usize, d);
             if let Some((size, _)) = resize {
                 store.resize(p as usize, p as usize, size, weight);
+                dumps::after_sample(store);
             }
         });
     }

@@ -58,13 +58,14 @@ static OWN: SpinLock<Option<Own>> = SpinLock::new(None);
 
 impl Own {
     /// The allocator's code ranges (none if `/proc/self/maps` cannot be
-    /// read).
+    /// read; kept only once read, so that a failure, say no descriptor left
+    /// for a moment, is tried again at the next sample).
     pub fn get() -> Own {
         let mut own = OWN.lock();
-        *own.get_or_insert_with(|| match Maps::read() {
-            Some(maps) => Own::find(&maps),
-            None => Own { ranges: [(0, 0); OWN_RANGES], n: 0 },
-        })
+        if own.is_none() {
+            *own = Maps::read().map(|maps| Own::find(&maps));
+        }
+        own.unwrap_or(Own { ranges: [(0, 0); OWN_RANGES], n: 0 })
     }
 
     /// Holds the lock of [`Own::get`] across `fork` (with the profile's).

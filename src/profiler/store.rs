@@ -189,7 +189,8 @@ impl Store {
             c.alloc_space += space;
             self.allocated += space;
             live.write(Live { next: null_mut(), addr, bucket, weight, size });
-            self.attach(addr, Detached(live));
+            self.add_inuse(bucket, weight, space);
+            self.link(live, addr);
         }
         Some(())
     }
@@ -228,8 +229,10 @@ impl Store {
     /// The block at `addr` was freed: its stack no longer holds it. False
     /// if it was not a sampled block.
     pub fn forget(&mut self, addr: usize) -> bool {
-        let Some(d) = self.detach(addr) else { return false };
-        self.discard(d);
+        let Some(l) = self.unlink(addr) else { return false };
+        // SAFETY: `l` was a record of this store; its bucket is one too.
+        unsafe { self.add_inuse((*l).bucket, -(*l).weight, -(*l).weight * (*l).size as f64) };
+        self.discard(Detached(l));
         true
     }
 
@@ -280,22 +283,18 @@ impl Store {
         self.free_live = live;
     }
 
-    /// Takes the record of the sampled block at `addr` out of the table.
+    /// Takes the record of the sampled block at `addr` out of the table
+    /// while the block moves; it stays in use (a move ends no peak, and
+    /// reads no clock).
     pub fn detach(&mut self, addr: usize) -> Option<Detached> {
-        let l = self.unlink(addr)?;
-        // SAFETY: `l` was a record of this store.
-        unsafe { self.add_inuse((*l).bucket, -(*l).weight, -(*l).weight * (*l).size as f64) };
-        Some(Detached(l))
+        self.unlink(addr).map(Detached)
     }
 
     /// Puts a record back, for the block now at `addr`.
     pub fn attach(&mut self, addr: usize, d: Detached) {
-        let l = d.0;
-        // SAFETY: `l` is a record of this store that no chain holds.
-        unsafe {
-            self.add_inuse((*l).bucket, (*l).weight, (*l).weight * (*l).size as f64);
-            self.link(l, addr);
-        }
+        // SAFETY: a detached record is a record of this store that no chain
+        // holds.
+        unsafe { self.link(d.0, addr) };
     }
 
     /// Takes the record of `addr` out of its chain, its counts untouched.
@@ -402,8 +401,11 @@ mod tests {
             }
         });
         assert_eq!(seen, 2);
+        // A move keeps the block in use: no peak ends, no bytes change.
+        let (inuse, peak) = (s.inuse, (s.peak.bytes, s.peak.time_nanos, s.peak.id));
         let d = s.detach(0x10000).expect("a live record");
         s.attach(0x50000, d);
+        assert_eq!((s.inuse, (s.peak.bytes, s.peak.time_nanos, s.peak.id)), (inuse, peak));
         assert!(!s.forget(0x10000));
         assert!(s.forget(0x50000));
         // The freed records are reused.

@@ -23,8 +23,8 @@
 //! index), then the posted words (which the owner scans as one array). The
 //! bitmaps have a bit for every block index an offset in the page can give,
 //! so that the index of any pointer into the page reads a word of them.
-//! Their size follows the page's class, from 96 bytes (x86_64, 16 KiB blocks)
-//! to 3 KiB (8-byte blocks): about 3 bits per block, in memory the heap's
+//! Their size follows the page's class, from 24 bytes (16 KiB blocks, x86_64;
+//! one 64-byte line of the arena) to 3 KiB (8-byte blocks): about 3 bits per block, in memory the heap's
 //! [`super::arena`] keeps for them.
 
 use super::page::PAGE_SIZE;

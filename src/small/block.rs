@@ -5,7 +5,7 @@
 //! An index, not an address: a link that was overwritten (a write after
 //! free) decodes to an index the page can check in one compare before it is
 //! followed, the page's blocks ever handed out being `0..bumped`
-//! (`Page::pop`); and it takes 32 bits, so that the smallest class is 8
+//! (`Page::has_free`, which `Page::pop` relies on); and it takes 32 bits, so that the smallest class is 8
 //! bytes on both widths. The key keeps a stray write of a plausible value from
 //! redirecting the list, and a leaked link gives away nothing of another
 //! page's.

@@ -149,7 +149,8 @@ pub enum Freed {
     Invalid,
     /// A block boundary whose block is not live (see `why_not_live`).
     NotLive,
-    /// A live block whose pending bit is set (see [`BadBlock::Claimed`]).
+    /// A live block whose pending bit is set: another thread's claim, maybe
+    /// backing out (see [`Page::free`]).
     Claimed,
 }
 
@@ -324,13 +325,13 @@ impl Page {
     /// and [`Self::take_posted`] reports the double free, so the block has
     /// one owner whatever the order.
     ///
-    /// A block whose pending bit is set is `Bad(Claimed)`, not yet a double
+    /// A block whose pending bit is set is [`Freed::Claimed`], not yet a double
     /// free: the bit may belong to a claim that will back out (it read the
     /// block live before this thread's earlier free of it, and our store of
     /// the live bit since, still in this CPU's store buffer, may not reach
     /// it). The caller waits for the bit to clear (then this free takes
     /// effect), else reports this free and sets the block aside, still
-    /// live, until the bit's fate is known: see [`Self::settle`].
+    /// live, until the bit's fate is known: see [`Self::settle_aside`].
     ///
     /// # Safety
     /// The caller owns the page's heap; `p` lies in this page.
@@ -525,7 +526,7 @@ impl Page {
     /// not was also freed by the owner in the same instant (see
     /// [`Self::free`]), and `stale` is called with it, a double free.
     /// Blocks set aside are handled by the caller first
-    /// ([`Self::take_posted_aside`]).
+    /// ([`Self::unaside_posted`]).
     ///
     /// The page stops being announced before its words are read: a thread
     /// posting after the read finds it unannounced and pushes it again
@@ -589,10 +590,12 @@ impl Page {
         left <= n
     }
 
-    /// Whether any block of the page is claimed and not yet taken back. A
-    /// claimed block stays live until then, and its page's bitmaps may still
-    /// be written by the claimer: the page must not be given back, even if
-    /// it looks empty. Called only when the page is to be given back.
+    /// Whether any block of the page is claimed and not yet taken back, or
+    /// the page is announced (linked on its heap's stack of announced pages
+    /// through this descriptor). A claimed block stays live until then, and
+    /// its page's bitmaps may still be written by the claimer: the page must
+    /// not be given back, even if it looks empty. Called only when the page
+    /// is to be given back.
     pub fn has_pending(&self) -> bool {
         self.is_announced() || self.has_claims()
     }

@@ -7,8 +7,8 @@
 //! `class_waste` example reproduces them.
 //!
 //! Alignment follows from the spacing: every class is a multiple of 8, every
-//! class that is a multiple of 16 yields 16-aligned blocks (pages start on
-//! 4 KiB boundaries), and every class above `FINE_LIMIT` is a multiple of 64.
+//! class that is a multiple of 16 yields 16-aligned blocks (blocks start at
+//! the page base, and pages on 64 KiB boundaries), and every class above `FINE_LIMIT` is a multiple of 64.
 
 /// The smallest block, on both targets: a free block holds one 32-bit link
 /// (an encoded block index, see `crate::small::block`), and nothing else of
@@ -19,8 +19,8 @@
 pub const MIN_BLOCK: usize = 8;
 
 /// Up to here classes are 8 bytes apart: uniform small requests (the seed's
-/// test 6 draws 1..=256) then lose 3.5 bytes on average to rounding (2.7% on
-/// i686, 2.9% on x86_64 where the smallest block is 16 bytes).
+/// test 6 draws 1..=256) then lose 3.5 bytes on average to rounding (2.7 %
+/// of its bytes, both widths).
 pub const FINE_LIMIT: usize = 256;
 
 /// The largest request served from slabs; above it the large-region allocator
@@ -140,7 +140,7 @@ pub fn c_class_of(size: usize) -> usize {
 #[inline(always)]
 fn lookup(table: &[u8; TABLE_LEN], size: usize) -> usize {
     debug_assert!(size <= MAX_SMALL);
-    match table.get((size + 7) >> 3) {
+    match table.get(table_index(size)) {
         Some(&class) => class as usize,
         None => computed_class(size),
     }

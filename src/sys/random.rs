@@ -17,8 +17,8 @@ static DRAWN: AtomicU64 = AtomicU64::new(0);
 pub fn init() {
     let mut bytes = [0u8; 16];
     if !random_bytes(&mut bytes) {
-        // A Weyl sequence by the golden ratio, each byte from a product's
-        // top bits.
+        // A Weyl sequence by the golden ratio, each byte from the top bits of
+        // its product with SplitMix64's first mixing multiplier.
         let mut a = &raw const bytes as u64;
         for byte in bytes.iter_mut() {
             a = a.wrapping_add(0x9e37_79b9_7f4a_7c15);

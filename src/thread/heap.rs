@@ -33,7 +33,7 @@ use core::ptr::null_mut;
 /// How many emptied pages a heap keeps at most before giving the oldest back
 /// to the system (4 MiB of 64 KiB pages; `MALLOCATOR_RETAIN_PAGES` lowers it;
 /// the measurement behind it: `docs/performance.md`, step 5).
-pub(super) const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
+const RETAINED_EMPTY_PAGES: usize = options::MAX_RETAIN_PAGES;
 
 #[repr(C)]
 pub struct Heap {
@@ -100,7 +100,7 @@ pub struct Local {
     /// keeps one segment of address space.
     pub(super) spare: *mut SmallSegment,
     /// Free pages of the heap's segments given back without a purge (see
-    /// `pages.rs`, [`DIRTY_PAGES_MAX`]).
+    /// [`super::pages::DIRTY_PAGES_MAX`]).
     pub(super) dirty_pages: u32,
     /// When `dirty_pages` last rose from 0 (`clock::now_ms`): the first of
     /// them has waited since.
@@ -435,9 +435,10 @@ impl Owner<'_> {
         &self.heap.tables
     }
 
-    /// Allocates a block of `class` (above [`TABLE_LIMIT`], or from a cold
-    /// path) for a request of `size` bytes; null with `errno = ENOMEM` when
-    /// no memory is left.
+    /// Allocates a block of `class` (above
+    /// [`crate::small::size_class::TABLE_LIMIT`], or for `calloc`, aligned
+    /// and zeroed requests) for a request of `size` bytes; null with
+    /// `errno = ENOMEM` when no memory is left.
     pub fn alloc_counted(self, class: usize, size: usize) -> *mut u8 {
         if self.heap.count_down(size) {
             return self.sampled(class, size);
@@ -448,7 +449,6 @@ impl Owner<'_> {
     /// Allocates a block of `class`, its bytes counted already.
     fn alloc_class(mut self, class: usize) -> *mut u8 {
         debug_assert!(class < NUM_CLASSES);
-        self.purge_dirty_if_due();
         loop {
             let page = self.local().queues[class];
             if page.is_null() {
@@ -553,7 +553,7 @@ impl Owner<'_> {
     }
 
     /// The owner frees a live block another thread's free of which is
-    /// pending (`BadBlock::Claimed`). A claim that will back out clears the
+    /// pending ([`Freed::Claimed`]). A claim that will back out clears the
     /// bit within a few instructions: the free waits that out (up to
     /// [`CLAIM_WINDOW_SPINS`]) and then takes effect. A bit still set is a
     /// claim that stands (posted, or about to be): this free is the double
@@ -636,9 +636,22 @@ impl Owner<'_> {
     }
 
     /// Takes back posted blocks and gives every empty page back to the
-    /// system (when the library is unloaded).
+    /// system (`malloc_trim`, trimming abandoned heaps, library unload).
     pub fn trim(mut self) {
-        self.release_cached();
+        self.drain();
+        for slot in 0..RETAINED_EMPTY_PAGES {
+            let page = core::mem::replace(&mut self.local().ring[slot], null_mut());
+            if !page.is_null() {
+                self.release_if_empty(page);
+            }
+        }
+        let spare = self.local().spare;
+        // SAFETY: the spare is a live segment of this heap.
+        if !spare.is_null() && unsafe { (*spare).is_empty() } {
+            self.release_segment(spare);
+        }
+        self.purge_dirty();
+        self.local().arena.purge();
     }
 
     /// Takes back what other threads posted, and from now on pages go back
@@ -653,24 +666,6 @@ impl Owner<'_> {
         let (_, undecided) = self.drain();
         self.local().abandoned = true;
         self.purge_dirty_if_due();
-        undecided
-    }
-
-    fn release_cached(&mut self) -> Undecided {
-        let (_, undecided) = self.drain();
-        for slot in 0..RETAINED_EMPTY_PAGES {
-            let page = core::mem::replace(&mut self.local().ring[slot], null_mut());
-            if !page.is_null() {
-                self.release_if_empty(page);
-            }
-        }
-        let spare = self.local().spare;
-        // SAFETY: the spare is a live segment of this heap.
-        if !spare.is_null() && unsafe { (*spare).is_empty() } {
-            self.release_segment(spare);
-        }
-        self.purge_dirty();
-        self.local().arena.purge();
         undecided
     }
 

@@ -63,10 +63,11 @@ impl Owner<'_> {
     }
 
     /// Purges the dirty pages if there are too many, or if the first of them
-    /// has waited a decay period. Runs where pages are released and on the
-    /// allocation's slow path (the clock is read only while a page is dirty),
-    /// so a heap that shrank gives its free pages back at its next slow path
-    /// a decay period later, as the large allocator does.
+    /// has waited a decay period. Runs where pages are released and where a
+    /// class takes a new page (the clock is read only while a page is dirty;
+    /// not on every slow path of `malloc`, which bumps each fresh block), so
+    /// a heap that shrank gives its free pages back at its next new page a
+    /// decay period later, as the large allocator does at its next call.
     pub(super) fn purge_dirty_if_due(&mut self) {
         let local = self.local();
         if local.dirty_pages == 0 {
@@ -140,6 +141,7 @@ impl Owner<'_> {
     }
 
     pub(super) fn new_page(&mut self, class: usize) -> Option<*mut Page> {
+        self.purge_dirty_if_due();
         if self.local().segments.is_null() {
             // The program grows its small blocks: warm free large pages it
             // is not reusing would only add to its footprint.

@@ -13,7 +13,7 @@
 //!
 //! Only the owner reads or writes them; a slot is cleared when its page
 //! leaves the heap, so a stale slot never accepts a pointer into a page
-//! given back (`tests/`: `a_released_page_leaves_the_table`).
+//! given back (`thread::heap`'s test `a_page_given_back_leaves_the_table`).
 
 use crate::small::page::{EMPTY_PAGE, PAGE_SHIFT, Page};
 use crate::small::size_class::{NUM_CLASSES, TABLE_LEN, TABLE_LIMIT, Table, table_index};
@@ -38,7 +38,8 @@ pub struct Tables {
     /// By class: the page that serves (for requests above the size tables).
     current: [Cell<*const Page>; NUM_CLASSES],
     /// By address: the slot's page's number (its address >> 16); for an
-    /// empty slot 0, but [`NO_PAGE`] in slot 0 (where null would find 0).
+    /// empty slot 0 or [`NO_PAGE`] (always [`NO_PAGE`] in slot 0, where null
+    /// would find 0).
     tags: [Cell<usize>; SLOTS],
     /// By address: the slot's page.
     pages: [Cell<*const Page>; SLOTS],

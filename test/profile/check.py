@@ -48,6 +48,7 @@ on average) U is far from normal, and two unsampled blocks, which happen
 once in 250 runs, are already more than 5 of them. A path whose blocks are
 never sampled, or sampled with the wrong weight, is off by far more.
 """
+import glob
 import math
 import re
 import sys
@@ -233,7 +234,6 @@ def timeline(path, names):
 
 
 def dumps(prefix, pid, least, most):
-    import glob
     pattern = re.compile(re.escape(f"{prefix}.{pid}.") + r"(\d+)\.pb\.gz$")
     seqs = sorted(int(m.group(1)) for f in glob.glob(f"{glob.escape(prefix)}.{pid}.*.pb.gz")
                   if (m := pattern.match(f)))
@@ -247,8 +247,12 @@ def dumps(prefix, pid, least, most):
 
 def leakreport(path, rate, truth):
     text = open(path).read()
-    found = {m.group(2).split("+")[0]: int(m.group(1)) for m in re.finditer(
-        r"^mallocator: leak \d+: (\d+) bytes in \d+ blocks allocated at\nmallocator:     #0 (\S+)", text, re.M)}
+    found = {}
+    for m in re.finditer(
+            r"^mallocator: leak \d+: (\d+) bytes in \d+ blocks allocated at\nmallocator:     #0 (\S+)", text, re.M):
+        # Several stacks may end in one function: its bytes are their sum.
+        name = m.group(2).split("+")[0]
+        found[name] = found.get(name, 0) + int(m.group(1))
     for name, count, size, leaks in read_truth(truth):
         if not leaks:
             if name in found:
